@@ -1,0 +1,257 @@
+"""Typed configuration: dataclasses, two named presets and ``section.key=value`` overrides.
+
+``paper`` holds the paper's settings (GPU scale). ``cpu`` is ``paper`` with a small set of overrides
+(one inheritance level) so that the same code path runs end to end on a 2-core laptop in minutes.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLASSES: tuple[str, ...] = (
+    "car", "truck", "construction_vehicle", "bus", "trailer",
+    "barrier", "motorcycle", "bicycle", "pedestrian", "traffic_cone",
+)
+MAP_CLASSES: tuple[str, ...] = (
+    "drivable_area", "ped_crossing", "walkway", "stop_line", "carpark_area", "divider",
+)
+CAMERAS: tuple[str, ...] = (
+    "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT",
+)
+
+
+@dataclass
+class DataConfig:
+    dataroot: str = ""
+    version: str = "v1.0-trainval"
+    cache_dir: str = ""  # where `calico prepare`/`calico pool` write; "" = default (see calico.data.paths)
+    sweeps: int = 10  # earlier LiDAR sweeps aggregated per keyframe (paper: 10)
+    ego_crop: float = 1.0  # drop points within this radius (m) of the sensor: the car's self-returns
+    point_cloud_range: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
+    image_size: tuple[int, int] = (256, 704)  # (H, W) fed to the camera backbone
+    cameras: tuple[str, ...] = CAMERAS
+    load_images: bool = True
+    num_workers: int = 4
+
+
+@dataclass
+class PoolingConfig:
+    ground_cell: float = 1.0  # m, cell of the ground model
+    ground_thresh: float = 0.25  # m above the ground surface still counted as ground
+    eps: float = 0.75  # DBSCAN radius (paper)
+    min_points: int = 5  # DBSCAN min samples (paper)
+    max_extent: float = 12.0  # m, largest horizontal side of a kept cluster's box
+    max_height: float = 4.5  # m, top of a kept cluster above ground
+    max_area: float = 40.0  # m^2, largest BEV footprint of a kept cluster
+    min_cluster_points: int = 5
+
+
+@dataclass
+class ModelConfig:
+    modality: str = "L+C"  # "L", "C" or "L+C"
+    # LiDAR branch (PointPillars)
+    voxel_size: tuple[float, float, float] = (0.2, 0.2, 8.0)
+    max_points_per_voxel: int = 10
+    max_voxels: int = 60000
+    voxelizer: str = "torch"  # "torch" (pure PyTorch scatter) or "spconv" (PointToVoxel)
+    pfn_channels: int = 64
+    backbone_layers: tuple[int, ...] = (3, 5, 5)
+    backbone_strides: tuple[int, ...] = (3, 2, 2)  # 540 pillars -> 180 BEV cells in the paper config
+    backbone_channels: tuple[int, ...] = (64, 128, 256)
+    neck_channels: tuple[int, ...] = (128, 128, 128)  # per level after upsampling to the first level
+    lidar_channels: int = 256  # F^LiDAR channels
+    # camera branch
+    camera_backbone: str = "swin_tiny_patch4_window7_224"  # any timm name; resnet50 / resnet18 also used
+    camera_pretrained: bool = False  # ImageNet weights are opt-in (no download at run time)
+    camera_neck_channels: int = 256
+    camera_feat_stride: int = 8
+    depth_bound: tuple[float, float, float] = (1.0, 60.0, 0.5)  # LSS depth bins (m): start, stop, step
+    camera_channels: int = 80  # F^Camera channels
+    # BEV grid shared by both branches and the heads
+    bev_size: int = 180
+    # decoders, fusion and heads
+    decoder_channels: int = 256
+    head_channels: int = 64
+    tasks: tuple[tuple[str, ...], ...] = (
+        ("car",), ("truck", "construction_vehicle"), ("bus", "trailer"), ("barrier",),
+        ("motorcycle", "bicycle"), ("pedestrian", "traffic_cone"),
+    )
+    with_det: bool = True
+    with_seg: bool = True
+    seg_range: float = 50.0  # BEV map segmentation over [-50, 50]^2 m
+    seg_size: int = 200
+    score_threshold: float = 0.1
+    max_detections: int = 500
+    nms: str = "circle"  # "circle" or "maxpool"
+
+
+@dataclass
+class PretrainConfig:
+    stage: str = "prc"
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    alpha: float = 0.5
+    tau: float = 0.07
+    num_rich: int = 1024  # N semantic-rich points
+    num_less: int = 1024  # M semantic-less points
+    rot_range: float = 90.0  # degrees, U(-rot, rot)
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    proj_hidden: int = 256
+    proj_out: int = 128
+    ckpt_every: int = 500  # steps
+    amp: bool = True
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 35.0
+    schedule: str = "cyclic"  # "cyclic" or "onecycle"
+    fraction: float = 1.0
+    ckpt_every: int = 500
+    amp: bool = True
+
+
+@dataclass
+class Config:
+    name: str = "paper"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The CPU preset: the same code path at a small size (coarse pillars, a small grid, ResNet-18, small images).
+CPU_OVERRIDES: dict[str, Any] = {
+    "data.sweeps": 3,
+    "data.image_size": (128, 352),
+    "data.num_workers": 0,
+    "data.point_cloud_range": (-48.0, -48.0, -5.0, 48.0, 48.0, 3.0),
+    "model.voxel_size": (0.5, 0.5, 8.0),
+    "model.max_voxels": 16000,
+    "model.pfn_channels": 32,
+    "model.backbone_layers": (1, 2, 2),
+    "model.backbone_strides": (2, 2, 2),
+    "model.backbone_channels": (32, 64, 64),
+    "model.neck_channels": (32, 32, 32),
+    "model.lidar_channels": 64,
+    "model.camera_backbone": "resnet18",
+    "model.camera_neck_channels": 64,
+    "model.depth_bound": (1.0, 49.0, 2.0),
+    "model.camera_channels": 32,
+    "model.bev_size": 96,
+    "model.decoder_channels": 64,
+    "model.head_channels": 32,
+    "model.seg_size": 100,
+    "pretrain.epochs": 4,
+    "pretrain.batch_size": 2,
+    "pretrain.num_rich": 512,
+    "pretrain.num_less": 512,
+    "pretrain.proj_hidden": 128,
+    "pretrain.proj_out": 64,
+    "pretrain.amp": False,
+    "finetune.epochs": 8,
+    "finetune.batch_size": 2,
+    "finetune.lr": 1e-3,
+    "finetune.amp": False,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "cpu": CPU_OVERRIDES}
+
+
+def _parse_value(text: str, current: Any) -> Any:
+    """Parse an override string into the type of the field it replaces."""
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f"cannot parse {text!r} as a Python literal") from exc
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a tuple, got {text!r}")
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    if type(current) is not type(value):
+        raise ValueError(f"expected {type(current).__name__}, got {text!r}")
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Config:
+    """Apply ``{"section.key": value}`` or ``["section.key=value", ...]`` to ``cfg`` in place."""
+    items: list[tuple[str, Any, bool]] = []
+    if isinstance(overrides, dict):
+        items = [(k, v, False) for k, v in overrides.items()]
+    else:
+        for text in overrides:
+            if "=" not in text:
+                raise ValueError(f"override {text!r} must look like section.key=value")
+            key, value = text.split("=", 1)
+            items.append((key.strip(), value.strip(), True))
+    for key, value, from_text in items:
+        parts = key.split(".")
+        target: Any = cfg
+        for part in parts[:-1]:
+            if not hasattr(target, part):
+                raise KeyError(f"unknown config section {part!r} in override {key!r}")
+            target = getattr(target, part)
+        leaf = parts[-1]
+        if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in dataclasses.fields(target)}:
+            raise KeyError(f"unknown config key {key!r}")
+        current = getattr(target, leaf)
+        if from_text:
+            try:
+                value = _parse_value(value, current)
+            except ValueError as exc:
+                raise ValueError(f"override {key}: {exc}") from exc
+        setattr(target, leaf, value)
+    return cfg
+
+
+def get_config(name: str = "paper", overrides: list[str] | None = None) -> Config:
+    """Build a named preset (``paper`` or ``cpu``), or load a dumped ``config.json``, then apply overrides."""
+    if name in PRESETS:
+        cfg = Config(name=name)
+        apply_overrides(cfg, PRESETS[name])
+    elif Path(name).is_file():
+        cfg = config_from_dict(json.loads(Path(name).read_text()))
+    else:
+        raise ValueError(f"unknown config {name!r}: use one of {sorted(PRESETS)} or a config.json path")
+    if overrides:
+        apply_overrides(cfg, overrides)
+    return cfg
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Inverse of ``Config.to_dict`` (lists come back as tuples where the field is a tuple)."""
+    cfg = Config(name=d.get("name", "paper"), seed=d.get("seed", 0))
+    flat: dict[str, Any] = {}
+    for section in ("data", "pooling", "model", "pretrain", "finetune"):
+        for key, value in d.get(section, {}).items():
+            current = getattr(getattr(cfg, section), key, None)
+            if isinstance(current, tuple) and isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            flat[f"{section}.{key}"] = value
+    return apply_overrides(cfg, flat)
