@@ -46,6 +46,22 @@ def resize_crop(image: Image.Image, intrinsics: np.ndarray, size: tuple[int, int
     return np.asarray(image, dtype=np.uint8), k
 
 
+def _draft(image: Image.Image, intrinsics: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) still covering ``size``: 3-5x faster loading.
+
+    Returns the intrinsics of the drafted image.
+    """
+    w0, h0 = image.size
+    th, tw = size
+    s = max(th / h0, tw / w0)
+    image.draft("RGB", (max(1, round(w0 * s)), max(1, round(h0 * s))))
+    w1, h1 = image.size
+    k = intrinsics.copy()
+    k[0, :] *= w1 / w0
+    k[1, :] *= h1 / h0
+    return k
+
+
 class NuScenesDataset(torch.utils.data.Dataset):
     """Keyframe samples of a prepared nuScenes-format dataset.
 
@@ -123,7 +139,8 @@ class NuScenesDataset(torch.utils.data.Dataset):
                 path = self.root / c["path"]
                 try:
                     with Image.open(path) as im:
-                        img, k = resize_crop(im.convert("RGB"), c["intrinsics"], self.data.image_size)
+                        k = _draft(im, c["intrinsics"], self.data.image_size)
+                        img, k = resize_crop(im.convert("RGB"), k, self.data.image_size)
                 except FileNotFoundError as exc:
                     raise DataError("image file does not exist", str(path)) from exc
                 except (UnidentifiedImageError, OSError, ValueError) as exc:
