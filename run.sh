@@ -18,7 +18,9 @@ stamp=.venv/.calico-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "run.sh: setting up .venv with $("$PY" --version) (first run: a few minutes)"
   "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  if ! .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]' > .venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2; echo "run.sh: install failed (full log: .venv/install.log)" >&2; exit 1
+  fi
   touch "$stamp"
 fi
 
