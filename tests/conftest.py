@@ -9,7 +9,10 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SCENE = REPO.parent / "shared" / "data" / "nuscenes-scene-0916"
+# CI puts ../shared beside the checkout; helper worktrees sit one level deeper.
+REAL_SCENE = next((p / "shared" / "data" / "nuscenes-scene-0916" for p in (REPO.parent, REPO.parents[1])
+                   if (p / "shared" / "data" / "nuscenes-scene-0916").exists()),
+                  REPO.parent / "shared" / "data" / "nuscenes-scene-0916")
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
