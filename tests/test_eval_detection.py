@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from eval_helpers import SCENE, lidar_frame_record, nusc_or_skip
 
 from calico.eval.boxes import lidar_boxes_to_nusc
 from calico.eval.detection import evaluate_detections, flatten_summary, split_sample_tokens
-from tests.eval_helpers import SCENE, lidar_frame_record, nusc_or_skip
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ from nuscenes.eval.common.loaders import (
 )
 from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig
 from nuscenes.eval.detection.evaluate import DetectionEval
-from nuscenes.utils.splits import create_splits_scenes
 
 from calico.data.errors import DataError
+from calico.data.splits import split_scene_names
 
 DEFAULT_META = {"use_camera": True, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}
 TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE", "attr_err": "mAAE"}
@@ -39,7 +39,8 @@ def split_sample_tokens(nusc: NuScenes, split: str | Sequence[str]) -> list[str]
     official nuScenes split name (``train``, ``val``, ``mini_val``, ...).
 
     The dataset's own ``splits.json`` wins over an official name of the same spelling: the synthetic world
-    declares its own ``train``/``val``, which have nothing to do with the official scene lists.
+    declares its own ``train``/``val``, which have nothing to do with the official scene lists (the devkit's
+    ``load_gt`` would also assert the version name, which custom versions do not match).
     """
     if not isinstance(split, str):
         tokens = list(split)
@@ -49,21 +50,9 @@ def split_sample_tokens(nusc: NuScenes, split: str | Sequence[str]) -> list[str]
             raise DataError(f"{len(missing)} sample tokens are not in {nusc.version} (first: {missing[0]!r})",
                             nusc.dataroot)
         return tokens
-    custom = Path(nusc.dataroot) / nusc.version / "splits.json"
-    scenes: list[str] | None = None
-    if custom.is_file():
-        try:
-            table = json.loads(custom.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc})", str(custom)) from exc
-        if split in table:
-            scenes = list(table[split])
-    official = create_splits_scenes()
-    if scenes is None and split in official:
-        scenes = official[split]
-    if scenes is None:
-        names = sorted(official) + (sorted(json.loads(custom.read_text())) if custom.is_file() else [])
-        raise DataError(f"unknown split {split!r}; known: {names}", str(custom))
+    # Same rule as the data layer (custom splits.json first, then official names), so the evaluated
+    # ground truth covers exactly the samples NuScenesDataset(cfg, split) yields.
+    scenes = split_scene_names(nusc.dataroot, nusc.version, split)
     tokens = get_samples_of_scenes(scenes, nusc)
     if not tokens:
         raise DataError(f"split {split!r} has no samples in version {nusc.version}", nusc.dataroot)
