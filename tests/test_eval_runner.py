@@ -155,3 +155,14 @@ def test_cli_end_to_end_with_a_run_folder(real_cfg, tmp_path, monkeypatch):
         from calico.eval.cli import build_from_checkpoint, load_checkpoint
 
         build_from_checkpoint(load_checkpoint(run_dir / "ckpt" / "bad.pt"), real_cfg, "bad.pt")
+
+
+def test_top_k_keeps_the_best_boxes():
+    from calico.eval.runner import top_k
+
+    boxes = torch.arange(27, dtype=torch.float32).view(3, 9)
+    det = {"boxes": boxes, "scores": torch.tensor([0.2, 0.9, 0.5]), "labels": torch.tensor([0, 1, 2])}
+    b, s, lab = top_k(det, 2)
+    assert s.tolist() == pytest.approx([0.9, 0.5]) and lab.tolist() == [1, 2] and b[0, 0] == 9
+    b, s, lab = top_k({k: v.numpy() for k, v in det.items()}, 5)
+    assert len(s) == 3 and isinstance(b, np.ndarray)

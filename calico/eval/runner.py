@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
@@ -51,10 +52,16 @@ def submission_meta(cfg: Config) -> dict[str, Any]:
             "use_map": False, "use_external": False}
 
 
-def _top_k(det: dict[str, Any], k: int) -> tuple[Any, Any, Any]:
-    boxes, scores, labels = det["boxes"], det["scores"], det["labels"]
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def top_k(det: dict[str, Any], k: int = MAX_BOXES_PER_SAMPLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best-scoring boxes of one decoded sample, as numpy (torch or numpy in)."""
+    boxes, scores = _numpy(det["boxes"]).reshape(-1, 9), _numpy(det["scores"]).reshape(-1)
+    labels = _numpy(det["labels"]).reshape(-1).astype(np.int64)
     if len(scores) > k:
-        order = torch.as_tensor(scores).argsort(descending=True)[:k]
+        order = np.argsort(-scores, kind="stable")[:k]
         boxes, scores, labels = boxes[order], scores[order], labels[order]
     return boxes, scores, labels
 
@@ -118,7 +125,7 @@ def run_evaluation(
             if want_det:
                 for token, det in zip(batch["tokens"], model.decode(pred), strict=True):
                     truncated += max(0, len(det["scores"]) - MAX_BOXES_PER_SAMPLE)
-                    boxes, scores, labels = _top_k(det, MAX_BOXES_PER_SAMPLE)
+                    boxes, scores, labels = top_k(det)
                     results[token] = lidar_boxes_to_nusc(boxes, scores, labels, records[token])
             seg_logits = pred.get("seg") if isinstance(pred, dict) else None
             if seg_logits is not None:
