@@ -1,0 +1,101 @@
+"""``calico evaluate``: load a fine-tuned checkpoint, run it over a split, write nuScenes metrics and BEV IoU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from calico.cli import CalicoError
+from calico.config import Config, apply_overrides, config_from_dict, get_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="fine-tuning checkpoint ({'model': state_dict, ...})")
+    parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder")
+    parser.add_argument("--version", default=None, help="table version, e.g. v1.0-trainval (default: the run's)")
+    parser.add_argument("--split", required=True, help="official (val, mini_val, ...) or a <version>/splits.json name")
+    parser.add_argument("--out", required=True, help="output folder for results_nusc.json and the metrics")
+    parser.add_argument("--config", default=None,
+                        help="config preset or config.json (default: the checkpoint's 'config' or the run's "
+                             "config.json next to the checkpoint)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. data.num_workers=0 (repeatable)")
+    parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--plots", action="store_true", help="also render the devkit's PR/TP curves (slow)")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint dict with a clear error when it is missing, unreadable or has no model weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalicoError(f"{path}: checkpoint not found")
+    try:
+        # weights_only: a checkpoint is data; never execute pickled code from a file we were handed
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip/pickle/EOF errors come in many types; all mean "not a usable checkpoint"
+        raise CalicoError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        keys = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
+        hint = " (a pre-training checkpoint: fine-tune it first)" if isinstance(ckpt, dict) and "parts" in ckpt else ""
+        raise CalicoError(f"{path}: not a fine-tuning checkpoint: no 'model' state_dict; found {keys}{hint}")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
+    """The run's config: ``ckpt["config"]`` if stored, else ``config.json`` beside the checkpoint or one level up."""
+    if isinstance(ckpt.get("config"), dict):
+        return config_from_dict(ckpt["config"])
+    path = Path(path)
+    for candidate in (path.parent / "config.json", path.parent.parent / "config.json"):
+        if candidate.is_file():
+            try:
+                return config_from_dict(json.loads(candidate.read_text()))
+            except (ValueError, KeyError) as exc:
+                raise CalicoError(f"{candidate}: cannot read the run's config ({exc})") from exc
+    raise CalicoError(f"{path}: no 'config' in the checkpoint and no config.json beside it; pass --config")
+
+
+def build_from_checkpoint(ckpt: dict[str, Any], cfg: Config, path: str | Path) -> torch.nn.Module:
+    """``build_model(cfg.model, cfg.data)`` loaded strictly with the checkpoint's weights."""
+    from calico.models import build_model
+
+    model = build_model(cfg.model, cfg.data)
+    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # DDP-wrapped saves
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CalicoError(f"{path}: weights do not match the model built from the config: {exc}") from exc
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    from calico.eval.runner import run_evaluation
+
+    ckpt = load_checkpoint(args.ckpt)
+    if args.config:
+        try:
+            cfg = get_config(args.config)
+        except ValueError as exc:
+            raise CalicoError(str(exc)) from exc
+    else:
+        cfg = checkpoint_config(ckpt, args.ckpt)
+    cfg.data.dataroot = args.dataroot
+    if args.version:
+        cfg.data.version = args.version
+    try:
+        apply_overrides(cfg, args.overrides)
+    except (KeyError, ValueError) as exc:
+        raise CalicoError(f"--set: {exc}") from exc
+    model = build_from_checkpoint(ckpt, cfg, args.ckpt)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    metrics = run_evaluation(model, cfg, args.split, args.out, max_samples=args.max_samples,
+                             batch_size=args.batch_size, plots=args.plots)
+    print(f"wrote {Path(args.out) / 'metrics_summary.json'} ({', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k in ('NDS', 'mAP', 'mIoU'))})")
+    return 0
