@@ -85,6 +85,7 @@ def run_evaluation(
     max_samples: int | None = None,
     *,
     dataset: Any = None,
+    transform: Any = None,
     nusc: Any = None,
     batch_size: int | None = None,
     seg_thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
@@ -94,7 +95,8 @@ def run_evaluation(
     """Evaluate ``model`` on ``split`` of ``cfg.data`` (the first ``max_samples`` samples if given).
 
     ``dataset`` (a ``NuScenesDataset``-like object with ``records``) and ``nusc`` (a devkit ``NuScenes``) can be
-    handed in to reuse loaded ones (robustness runs, tests). Detection is scored when ``cfg.model.with_det``,
+    handed in to reuse loaded ones (robustness runs, tests). ``transform`` (``(sample, index) -> sample``) is set
+    as the dataset's transform for this run only: the robustness suite's perturbations go through here. Detection is scored when ``cfg.model.with_det``,
     segmentation when the model returns ``out["seg"]`` and the samples carry ``map_masks``.
     Returns a flat dict: ``NDS, mAP, mATE..mAAE, AP/<class>, NDS_present, mAP_present`` (detection) and
     ``mIoU, IoU/<map class>`` (segmentation), plus ``num_samples``.
@@ -104,6 +106,15 @@ def run_evaluation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = dataset if dataset is not None else NuScenesDataset(cfg, split=split)
+    if transform is not None:
+        previous = ds.transform
+        ds.transform = transform
+        try:
+            return run_evaluation(model, cfg, split, out_dir, max_samples, dataset=ds, nusc=nusc,
+                                  batch_size=batch_size, seg_thresholds=seg_thresholds, plots=plots,
+                                  progress=progress)
+        finally:
+            ds.transform = previous
     n = len(ds) if max_samples is None else min(len(ds), int(max_samples))
     if n <= 0:
         raise ValueError(f"nothing to evaluate: split {split!r} has {len(ds)} samples, max_samples={max_samples}")

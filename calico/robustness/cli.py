@@ -12,7 +12,6 @@ perturbation (devkit metric files).
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +78,20 @@ def _load_model(cfg: Any, ckpt: str, device: str) -> Any:
     return model.to(device).eval()
 
 
-def _metrics(summary: dict[str, Any]) -> dict[str, float]:
-    if "NDS" in summary:
-        return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
-    return {"NDS": float(summary["nd_score"]), "mAP": float(summary["mean_ap"])}
-
-
 def make_evaluator(model: Any, cfg: Any, split: str) -> Any:
     """``evaluate(perturbation, out_dir)`` through ``calico.eval.run_evaluation`` with the perturbation as
-    the dataset transform (clean when None), so clean numbers are exactly ``calico evaluate``'s."""
-    try:
-        from calico.eval import run_evaluation
-    except ImportError as exc:
-        raise CalicoError("calico.eval.run_evaluation is missing from this version: the corruption, dropout and "
-                          "calibration suites need it to score NDS") from exc
-    accepts = inspect.signature(run_evaluation).parameters
-    if "transform" not in accepts:
-        raise CalicoError("calico.eval.run_evaluation does not accept transform=: cannot evaluate perturbed data")
+    the dataset transform (clean when None), so clean numbers are exactly ``calico evaluate``'s. The dataset
+    and the devkit tables are loaded once for all perturbations."""
+    from calico.data.dataset import NuScenesDataset
+    from calico.data.prepare import open_nuscenes
+    from calico.eval import run_evaluation
+
+    dataset = NuScenesDataset(cfg, split=split)
+    nusc = open_nuscenes(cfg.data.dataroot, cfg.data.version)
 
     def evaluate(pert: Perturbation | None, out_dir: Path) -> dict[str, float]:
-        return _metrics(run_evaluation(model, cfg, split, out_dir, transform=pert))
+        summary = run_evaluation(model, cfg, split, out_dir, dataset=dataset, nusc=nusc, transform=pert)
+        return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
 
     return evaluate
 
