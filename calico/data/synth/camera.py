@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .render import SKY, camera_rects, cast
+from .render import SKY, Hits, camera_rects, cast
 from .rig import Sensor, camera_ray_grid
 from .world import GROUND_MATERIALS, SceneWorld
 
@@ -25,18 +25,22 @@ def _hash(p: np.ndarray, scale: float) -> np.ndarray:
     return np.mod(np.sin(q[:, 0] * 12.9898 + q[:, 1] * 78.233 + q[:, 2] * 37.719) * 43758.5453, 1.0)
 
 
-def render(world: SceneWorld, t: float, ego_rot: np.ndarray, ego_t: np.ndarray,
-           cam: Sensor) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
-    """Image (H, W, 3) uint8, object ids (H, W) int32 (-1 sky, -2 ground) and unoccluded pixel counts."""
+def cast_camera(world: SceneWorld, t: float, ego_rot: np.ndarray, ego_t: np.ndarray, cam: Sensor) -> Hits:
+    """The camera's per-pixel ray hits (distance, object id, material, point, normal), rows x cols flattened."""
     key = (cam.name, cam.height, cam.width, tuple(cam.intrinsic.ravel()))
     if key not in _GRIDS:
         _GRIDS[key] = camera_ray_grid(cam)
-    dirs = _GRIDS[key]
     rot = ego_rot @ cam.rotation
     origin = ego_t + ego_rot @ cam.translation
-    hits = cast(world, t, origin, rot, dirs, lambda c, s: camera_rects(c, s, cam.intrinsic, cam.height, cam.width),
-                MAX_RANGE, count_unoccluded=True)
-    d = dirs.reshape(-1, 3) @ rot.T
+    return cast(world, t, origin, rot, _GRIDS[key],
+                lambda c, s: camera_rects(c, s, cam.intrinsic, cam.height, cam.width), MAX_RANGE, count_unoccluded=True)
+
+
+def render(world: SceneWorld, t: float, ego_rot: np.ndarray, ego_t: np.ndarray,
+           cam: Sensor) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Image (H, W, 3) uint8, object ids (H, W) int32 (-1 sky, -2 ground) and unoccluded pixel counts."""
+    hits = cast_camera(world, t, ego_rot, ego_t, cam)
+    d = _GRIDS[(cam.name, cam.height, cam.width, tuple(cam.intrinsic.ravel()))].reshape(-1, 3) @ (ego_rot @ cam.rotation).T
     hit = hits.obj != SKY
     img = np.empty((len(d), 3))
     a = np.clip(d[~hit, 2] * 2.5, 0.0, 1.0)[:, None]

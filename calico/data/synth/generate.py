@@ -24,6 +24,7 @@ from .world import SceneWorld
 KEYFRAME_US, SWEEP_US = 500_000, 50_000  # 2 Hz keyframes, 20 Hz LiDAR
 MAX_SWEEPS = KEYFRAME_US // SWEEP_US - 1  # sweeps between two keyframes
 T0_US = 1_600_000_000_000_000
+SCENE_GAP_US = 3_600_000_000  # scenes an hour apart
 MAX_EGO_SPEED = 9.0
 
 
@@ -56,15 +57,10 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
     cat_tok = {r["name"]: r["token"] for r in tables["category"]}
     attr_tok = {r["name"]: r["token"] for r in tables["attribute"]}
     maps = MapBuilder(tok)
-    duration = (samples_per_scene - 1) * KEYFRAME_US / 1e6
-    spacing = 2 * float(np.hypot(MAX_EGO_SPEED * duration + MARGIN, MARGIN)) + 50.0
     stats = {"points": [], "near": [], "boxes": Counter(), "seconds_keyframe": []}
     bar = tqdm(total=scenes * samples_per_scene, desc="calico synth", unit="keyframe", disable=not progress)
     for si in range(scenes):
-        rng = np.random.default_rng([seed, si])
-        world = build_scene(rng, duration)
-        world.rotation = float(rng.uniform(-np.pi, np.pi))
-        world.offset = (spacing / 2 + spacing * (si % 4), spacing / 2 + spacing * (si // 4))
+        world, rng = scene_world(seed, si, samples_per_scene)
         maps.add_scene(world)
         _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, cat_tok, attr_tok,
                      samples_per_scene, sweeps, rng, stats, bar)
@@ -84,6 +80,23 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
         "points_per_keyframe": float(np.mean(stats["points"])), "points_within_1m": float(np.mean(stats["near"])),
         "seconds": seconds, "seconds_per_keyframe": float(np.mean(stats["seconds_keyframe"])),
     }
+
+
+def scene_world(seed: int, index: int, samples_per_scene: int) -> tuple[SceneWorld, np.random.Generator]:
+    """The world of scene ``index`` (placed in the global map) and the generator its sensors continue with."""
+    rng = np.random.default_rng([seed, index])
+    duration = (samples_per_scene - 1) * KEYFRAME_US / 1e6
+    world = build_scene(rng, duration)
+    world.rotation = float(rng.uniform(-np.pi, np.pi))
+    # Scenes sit on a grid in the one map, spaced so that no two scenes' worlds overlap.
+    spacing = 2 * float(np.hypot(MAX_EGO_SPEED * duration + MARGIN, MARGIN)) + 50.0
+    world.offset = (spacing / 2 + spacing * (index % 4), spacing / 2 + spacing * (index // 4))
+    return world, rng
+
+
+def scene_time(timestamp_us: int, scene_index: int) -> float:
+    """Seconds since the scene's first keyframe for a timestamp written by ``generate``."""
+    return (timestamp_us - T0_US - scene_index * SCENE_GAP_US) / 1e6
 
 
 def _global_pose(world: SceneWorld, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +121,7 @@ def _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, c
             "camera_intrinsic": [] if s.intrinsic is None else [[float(v) for v in row] for row in s.intrinsic]})
     cs_rec = {r["token"]: r for r in tables["calibrated_sensor"][-len(rig):]}
     g_rot, g_trans = world.to_global()
-    t_base = T0_US + si * 3_600_000_000
+    t_base = T0_US + si * SCENE_GAP_US
     samples, chains = [], {name: [] for name in rig}
     instances: dict[int, list[dict]] = {}
     for k in range(n_samples):
