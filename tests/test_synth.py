@@ -215,3 +215,28 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         generate(tmp_path, sweeps=12, progress=False)
     with pytest.raises(ValueError, match="image_size"):
         generate(tmp_path, image_size=(4, 4), progress=False)
+
+
+def test_cli_reports_bad_arguments(tmp_path, capsys):
+    from calico.cli import main
+
+    assert main(["synth", "--out", str(tmp_path), "--sweeps", "20", "--no-progress"]) == 1
+    assert "sweeps must be in [0, 9]" in capsys.readouterr().err
+
+
+def test_primitive_intersections_hand_checked():
+    from calico.data.synth.shapes import intersect_boxes, intersect_cylinders
+
+    o = np.zeros(3)
+    d = np.array([[1.0, 0, 0], [0, 1.0, 0], [np.sqrt(0.5), np.sqrt(0.5), 0]])
+    # unit-half-size box at x=5, rotated 45 deg: its corner points at the origin, 5 - sqrt(2) away
+    t = intersect_boxes(o, d, np.array([[5.0, 0, 0]]), np.array([np.pi / 4]), np.ones((1, 3)))
+    np.testing.assert_allclose(t[0, 0], 5 - np.sqrt(2))
+    assert np.isinf(t[1, 0]) and np.isinf(t[2, 0])
+    # cylinder r=1 at y=4 from z=-1..1: the +y ray hits at 3; a ray from above hits the top cap
+    t = intersect_cylinders(o, d, np.array([[0.0, 4.0, 0.0]]), np.array([1.0]), np.array([1.0]))
+    np.testing.assert_allclose(t[1, 0], 3.0)
+    assert np.isinf(t[0, 0])
+    t = intersect_cylinders(np.array([0, 4.0, 3.0]), np.array([[0, 0, -1.0]]), np.array([[0.0, 4.0, 0.0]]),
+                            np.array([1.0]), np.array([1.0]))
+    np.testing.assert_allclose(t[0, 0], 2.0)
