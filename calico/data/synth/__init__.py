@@ -1,0 +1,10 @@
+"""The synthetic nuScenes-format world: procedural scenes, ray-cast LiDAR and cameras, tables, map, splits.
+
+``generate(out_dir, ...)`` writes a dataroot that ``nuscenes.nuscenes.NuScenes`` and
+``nuscenes.map_expansion.map_api.NuScenesMap`` load; ``calico synth`` is its command line.
+"""
+
+from .generate import generate
+from .mapgen import MAP_NAME
+
+__all__ = ["generate", "MAP_NAME"]
