@@ -29,8 +29,8 @@ class Projector(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[0] == 1 and self.training:
-            # BatchNorm cannot estimate a variance from one row; fall back to running statistics.
+        if x.shape[0] <= 1 and self.training:
+            # BatchNorm cannot estimate a variance from < 2 rows; fall back to running statistics.
             bn = self.net[1]
             return self.net[3](torch.relu(nn.functional.batch_norm(
                 self.net[0](x), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)))

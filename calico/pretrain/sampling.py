@@ -56,19 +56,23 @@ def sample_points(
     num_rich: int,
     num_less: int,
     generator: torch.Generator,
+    allowed: Tensor | None = None,
 ) -> PointSample:
     """Draw the contrasted points of a batch.
 
     ``batch_idx``, ``regions``: (P,) per point of the collated batch; ``views_xy``: one (P, 2) BEV
     position per view (a point must be inside ``bev_range`` in all of them). ``generator`` (CPU) makes
-    the draw deterministic.
+    the draw deterministic. ``allowed`` (P,) bool optionally restricts the candidates further (SimIPU: points
+    that project into an image).
     """
     if regions.shape != batch_idx.shape or regions.dim() != 1:
         raise ValueError(
             f"sample_points: regions {tuple(regions.shape)} must be (P,) like batch_idx {tuple(batch_idx.shape)}"
         )
     device = regions.device
-    valid = torch.ones_like(regions, dtype=torch.bool)
+    valid = torch.ones_like(regions, dtype=torch.bool) if allowed is None else allowed.to(torch.bool).clone()
+    if valid.shape != regions.shape:
+        raise ValueError(f"sample_points: allowed {tuple(valid.shape)} must be (P,) like regions")
     for xy in views_xy:
         if xy.shape != (regions.shape[0], 2):
             raise ValueError(f"sample_points: view xy must be ({regions.shape[0]}, 2), got {tuple(xy.shape)}")
