@@ -69,13 +69,17 @@ class ModelConfig:
     camera_backbone: str = "swin_tiny_patch4_window7_224"  # any timm name; resnet50 / resnet18 also used
     camera_pretrained: bool = False  # ImageNet weights are opt-in (no download at run time)
     camera_neck_channels: int = 256
-    camera_feat_stride: int = 8
+    camera_feat_stride: int = 8  # FPN output stride; timm levels at strides >= this are fused
     depth_bound: tuple[float, float, float] = (1.0, 60.0, 0.5)  # LSS depth bins (m): start, stop, step
     camera_channels: int = 80  # F^Camera channels
+    # LSS pools onto a grid this many times finer than bev_size, then a stride-k conv brings it to bev_size
+    # (BEVFusion: 0.3 m cells, 360 -> 180)
+    camera_bev_downsample: int = 2
     # BEV grid shared by both branches and the heads
     bev_size: int = 180
     # decoders, fusion and heads
     decoder_channels: int = 256
+    decoder_layers: int = 2  # 3x3 conv blocks per level of each modality's decoder (2 levels: stride 1, 2)
     head_channels: int = 64
     tasks: tuple[tuple[str, ...], ...] = (
         ("car",), ("truck", "construction_vehicle"), ("bus", "trailer"), ("barrier",),
@@ -85,9 +89,21 @@ class ModelConfig:
     with_seg: bool = True
     seg_range: float = 50.0  # BEV map segmentation over [-50, 50]^2 m
     seg_size: int = 200
+    # CenterPoint nuScenes settings: L1 code weights (offset 2, z 1, log size 3, sin/cos 2, velocity 2),
+    # weight of the box loss against the heatmap loss, Gaussian radius parameters
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
+    bbox_loss_weight: float = 0.25
+    gaussian_overlap: float = 0.1
+    min_radius: int = 2
+    seg_loss: str = "focal"  # "focal" (sigmoid focal, BEVFusion default) or "bce"
     score_threshold: float = 0.1
     max_detections: int = 500
     nms: str = "circle"  # "circle" or "maxpool"
+    # circle NMS per task as CenterPoint nuScenes: a box is suppressed when its squared BEV centre distance
+    # (m^2) to a higher-scoring box of the same class is <= this value (CenterPoint's `min_radius`)
+    nms_radius: tuple[float, ...] = (4.0, 12.0, 10.0, 1.0, 0.85, 0.175)
+    nms_pre_max: int = 1000  # top-k candidates per task before circle NMS
+    nms_post_max: int = 83  # kept per task after circle NMS
 
 
 @dataclass
@@ -157,10 +173,12 @@ CPU_OVERRIDES: dict[str, Any] = {
     "model.lidar_channels": 64,
     "model.camera_backbone": "resnet18",
     "model.camera_neck_channels": 64,
+    "model.camera_bev_downsample": 1,
     "model.depth_bound": (1.0, 49.0, 2.0),
     "model.camera_channels": 32,
     "model.bev_size": 96,
     "model.decoder_channels": 64,
+    "model.decoder_layers": 1,
     "model.head_channels": 32,
     "model.seg_size": 100,
     "pretrain.epochs": 4,
