@@ -212,3 +212,54 @@ def test_region_bev_mask_and_projection_hand_cases():
     vis, cam, uv = project_to_images(torch.tensor([[10.0, 0.0, 0.0], [-5.0, 0.0, 0.0]]), torch.tensor([0, 0]),
                                      b["lidar2img"], (32, 48))
     assert vis.tolist() == [True, False] and uv[0].tolist() == pytest.approx([23.5, 15.5])
+
+
+def test_region_mask_cell_matches_bev_interpolation():
+    # a point at a cell centre must read exactly the cell region_bev_mask marks (same raster convention)
+    cfg = small_cfg()
+    method = build_method("bevdistill", StandInModel(cfg), cfg)
+    pts = torch.tensor([[0, 2.5, -5.5, 0, 0, 0], [1, -7.5, 6.5, 0, 0, 0]])
+    mask = region_bev_mask(pts, torch.tensor([1, 2]), 2, S, method.bev_range)
+    fmap = mask[:, None].float()
+    read = method.sample_features(fmap, pts[:, 1:3], pts[:, 0].long())
+    assert read[:, 0].tolist() == pytest.approx([1.0, 1.0])
+
+
+def _boxes_to_regions(batch):
+    pts = batch["points"]
+    reg = torch.full((pts.shape[0],), -1, dtype=torch.long)
+    for b, boxes in enumerate(batch["gt_boxes"]):
+        for k, box in enumerate(boxes):
+            d = pts[:, 1:3] - box[:2]
+            c, s = math.cos(box[6]), math.sin(box[6])
+            lx, ly = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
+            reg[(pts[:, 0] == b) & (lx.abs() <= box[4] / 2) & (ly.abs() <= box[3] / 2)] = k
+    batch["regions"] = reg
+    return batch
+
+
+@pytest.fixture(scope="module")
+def real_model():
+    models = pytest.importorskip("calico.models")
+    cfg = get_config("cpu", [
+        "data.point_cloud_range=(-16.0, -16.0, -5.0, 16.0, 16.0, 3.0)", "model.bev_size=32",
+        "data.image_size=(64, 176)", "data.cameras=('CAM_FRONT', 'CAM_BACK')", "model.depth_bound=(1.0, 17.0, 2.0)",
+        "pretrain.num_rich=64", "pretrain.num_less=64"])
+    torch.manual_seed(0)
+    batch = _boxes_to_regions(models.make_dummy_batch(cfg, batch_size=2, num_points=1500))
+    return cfg, models.build_model(cfg.model, cfg.data), batch
+
+
+@pytest.mark.parametrize("name", ["prc", "rad"])
+def test_methods_on_the_real_bev_model(name, real_model):
+    cfg, model, batch = real_model
+    model.zero_grad(set_to_none=True)
+    method = build_method(name, model, cfg)  # re-freezes: each method sets requires_grad itself
+    method.train()
+    loss, logs = method(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    part = "lidar_backbone" if name == "prc" else "camera_backbone"
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, part).parameters())
+    assert all(p.grad is None for p in model.det_head.parameters())
+    assert set(method.backbone_state_dict()) == set(TRAINED[name])
