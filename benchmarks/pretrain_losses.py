@@ -52,14 +52,16 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     reg = make_regions(args.batch, args.rich, args.less, args.regions, g).to(args.device)
     K = reg.numel()
+    frame = torch.arange(args.batch).repeat_interleave(args.rich + args.less).to(args.device)
     feats = {k: torch.randn(K, d, generator=g).to(args.device).requires_grad_()
              for k, d in [("z1", 128), ("z2", 128), ("p1", 128), ("p2", 128), ("c", 256), ("l", 256)]}
     rows = [
-        ("plrc_loss (eq. 1)", lambda: L.plrc_loss(feats["z1"], feats["z2"], reg)),
-        ("rapc_loss (eq. 2)", lambda: L.rapc_loss(feats["p1"], feats["p2"], reg)),
-        ("prc_loss (alpha 0.5)", lambda: L.prc_loss(feats["z1"], feats["z2"], feats["p1"], feats["p2"], reg)),
-        ("rad_loss (eq. 3)", lambda: L.rad_loss(feats["c"], feats["l"], reg)),
-        ("point_contrast_loss", lambda: L.point_contrast_loss(feats["z1"], feats["z2"])),
+        ("plrc_loss (eq. 1)", lambda f: L.plrc_loss(feats["z1"], feats["z2"], reg, 0.07, f)),
+        ("rapc_loss (eq. 2)", lambda f: L.rapc_loss(feats["p1"], feats["p2"], reg, 0.07, f)),
+        ("prc_loss (alpha 0.5)",
+         lambda f: L.prc_loss(feats["z1"], feats["z2"], feats["p1"], feats["p2"], reg, 0.5, 0.07, f)),
+        ("rad_loss (eq. 3)", lambda f: L.rad_loss(feats["c"], feats["l"], reg, 0.07, f)),
+        ("point_contrast_loss", lambda f: L.point_contrast_loss(feats["z1"], feats["z2"], 0.07, f)),
     ]
     rich = int((reg >= 0).sum())
     _, counts = torch.unique(reg[reg >= 0], return_counts=True)
@@ -68,13 +70,14 @@ def main() -> None:
           f" (torch {torch.__version__}, {'1 CPU thread' if args.device == 'cpu' else torch.cuda.get_device_name()})")
     print(f"\nrows: {K} (B={args.batch}, N={args.rich}, M={args.less} per frame, {int(counts.numel())} regions); "
           f"log(rows) = {math.log(K):.3f}, log(rich) = {math.log(rich):.3f}, "
-          f"log(rows) - mean log C = {math.log(K) - float(cnt.log().mean()):.3f}\n")
-    print("| loss | value at random init | fwd+bwd ms |")
-    print("|---|---|---|")
+          f"log(rows) - mean log C = {math.log(K) - float(cnt.log().mean()):.3f}; per frame: "
+          f"log(N+M) = {math.log(args.rich + args.less):.3f}, log(N) = {math.log(args.rich):.3f}\n")
+    print("| loss | init value, per-frame negatives (default) | init value, batch-wide | fwd+bwd ms (per-frame) |")
+    print("|---|---|---|---|")
     for name, fn in rows:
-        value = float(fn().detach())
-        ms = timeit(lambda fn=fn: fn().backward(), args.device, args.reps)
-        print(f"| {name} | {value:.3f} | {ms:.1f} |")
+        per_frame, wide = float(fn(frame).detach()), float(fn(None).detach())
+        ms = timeit(lambda fn=fn: fn(frame).backward(), args.device, args.reps)
+        print(f"| {name} | {per_frame:.3f} | {wide:.3f} | {ms:.1f} |")
 
 
 if __name__ == "__main__":

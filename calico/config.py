@@ -120,6 +120,9 @@ class PretrainConfig:
     rot_range: float = 90.0  # degrees, U(-rot, rot)
     scale_range: tuple[float, float] = (0.9, 1.1)
     flip_prob: float = 0.5  # flip along X and along Y, each drawn independently (mmdet3d RandomFlip3D)
+    # softmax denominators of eq. 1-3 over the N + M points of the anchor's own point cloud (the paper's
+    # sum_{j=1}^{N+M}); False: every sampled point of the batch is a negative
+    per_frame_negatives: bool = True
     proj_hidden: int = 256
     proj_out: int = 128
     # baselines (paper Tables 1, 7, 8)

@@ -241,3 +241,32 @@ def test_proposal_contrast_ball_query_and_loss():
     # point 3 is in no proposal and is no anchor: no gradient
     assert f1.grad[3].abs().sum() == 0 and f1.grad[1].abs().sum() > 0
     assert pool.q.weight.grad is not None
+
+
+def test_per_frame_denominators_match_frames_computed_separately():
+    # with batch_idx, the batch loss is the anchor-weighted mean of the per-frame losses (PLRC, RAPC) and the
+    # region-weighted mean for RAD (every region of the batch weighs the same)
+    rng = np.random.default_rng(7)
+    regions = np.array([0, 0, 1, -1, -1, 2, 2, 2, 3, -1])
+    frame = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    a, b = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    t = torch.tensor
+    ba = t(frame)
+    f0, f1 = frame == 0, frame == 1
+    n0, n1 = (regions[f0] >= 0).sum(), (regions[f1] >= 0).sum()
+    expect = (n0 * ref_plrc(a[f0], b[f0], regions[f0], 0.1) + n1 * ref_plrc(a[f1], b[f1], regions[f1], 0.1)) / (n0 + n1)
+    assert L.plrc_loss(t(a), t(b), t(regions), 0.1, ba).item() == pytest.approx(expect, rel=1e-9)
+    expect = (n0 * ref_rapc(a[f0], b[f0], regions[f0], 0.1) + n1 * ref_rapc(a[f1], b[f1], regions[f1], 0.1)) / (n0 + n1)
+    assert L.rapc_loss(t(a), t(b), t(regions), 0.1, ba).item() == pytest.approx(expect, rel=1e-9)
+    # frame 0 has 2 regions, frame 1 has 2 regions
+    expect = (2 * ref_rad(a[f0], b[f0], regions[f0], 0.1) + 2 * ref_rad(a[f1], b[f1], regions[f1], 0.1)) / 4
+    assert L.rad_loss(t(a), t(b), t(regions), 0.1, ba).item() == pytest.approx(expect, rel=1e-9)
+    # and it differs from the batch-wide denominator
+    assert L.plrc_loss(t(a), t(b), t(regions), 0.1).item() != pytest.approx(
+        L.plrc_loss(t(a), t(b), t(regions), 0.1, ba).item())
+    pc_frames = [L.point_contrast_loss(t(a[m]), t(b[m]), 0.1).item() * m.sum() for m in (f0, f1)]
+    assert L.point_contrast_loss(t(a), t(b), 0.1, ba).item() == pytest.approx(sum(pc_frames) / 10, rel=1e-9)
+    # gradients stay finite with -inf masked logits
+    z = t(a).requires_grad_()
+    L.plrc_loss(z, t(b), t(regions), 0.1, ba).backward()
+    assert torch.isfinite(z.grad).all()

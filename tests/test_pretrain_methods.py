@@ -263,3 +263,11 @@ def test_methods_on_the_real_bev_model(name, real_model):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, part).parameters())
     assert all(p.grad is None for p in model.det_head.parameters())
     assert set(method.backbone_state_dict()) == set(TRAINED[name])
+
+
+def test_per_frame_negatives_flag_changes_the_loss():
+    cfg = small_cfg()
+    a = _run("prc", cfg=cfg)[2].item()
+    cfg.pretrain.per_frame_negatives = False
+    b = _run("prc", cfg=cfg)[2].item()
+    assert a != pytest.approx(b) and math.isfinite(b)

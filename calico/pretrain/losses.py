@@ -10,6 +10,9 @@ Conventions shared by every function here:
   ``0 * (sum of the inputs)``: exactly zero, but attached to the autograd graph, so ``backward()``
   and DDP's gradient all-reduce still run (every rank must call backward on the same graph shape).
 * Softmax denominators use ``logsumexp``/``log_softmax``; no ``exp`` of raw logits.
+* ``batch_idx`` (optional, (K,) frame of each row): when given, each anchor's denominator runs only over the
+  rows of its own frame, i.e. the ``N + M`` of eq. 1/2 are the points sampled from one point cloud, and the
+  loss is the mean over all anchors of the batch. When ``None`` every row of the batch is a negative.
 """
 
 from __future__ import annotations
@@ -60,6 +63,13 @@ def _f(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def _restrict_to_frame(logits: Tensor, anchor_frame: Tensor | None, frame: Tensor | None) -> Tensor:
+    """Mask (with -inf) the logits between rows of different frames (see ``batch_idx`` in the module doc)."""
+    if frame is None:
+        return logits
+    return logits.masked_fill(anchor_frame[:, None] != frame[None, :], float("-inf"))
+
+
 def _check_rows(name: str, regions: Tensor, *tensors: Tensor) -> None:
     n = regions.shape[0]
     if regions.dim() != 1:
@@ -83,7 +93,9 @@ def region_groups(regions: Tensor) -> Tensor:
 
 
 @_no_autocast
-def plrc_loss(z1: Tensor, z2: Tensor, regions: Tensor, tau: float = 0.07) -> Tensor:
+def plrc_loss(
+    z1: Tensor, z2: Tensor, regions: Tensor, tau: float = 0.07, batch_idx: Tensor | None = None
+) -> Tensor:
     """Point-level region contrast, eq. 1.
 
     Anchors are the semantic-rich rows ``i`` of view 1; positives are every row ``j`` of view 2 with
@@ -98,9 +110,11 @@ def plrc_loss(z1: Tensor, z2: Tensor, regions: Tensor, tau: float = 0.07) -> Ten
     z1 = F.normalize(_f(z1), dim=-1)
     z2 = F.normalize(_f(z2), dim=-1)
     logits = z1[rich] @ z2.t() / tau  # (N, N+M)
+    logits = _restrict_to_frame(logits, None if batch_idx is None else batch_idx[rich], batch_idx)
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    pos = (regions[rich][:, None] == regions[None, :]).to(log_prob.dtype)  # -1 never equals a rich id
-    per_anchor = (log_prob * pos).sum(1) / pos.sum(1)
+    pos = regions[rich][:, None] == regions[None, :]  # -1 never equals a rich id
+    # where(), not a product: masked-out frames hold -inf and -inf * 0 is nan
+    per_anchor = torch.where(pos, log_prob, torch.zeros_like(log_prob)).sum(1) / pos.sum(1)
     return -per_anchor.mean()
 
 
@@ -112,7 +126,9 @@ def _rapc_representation(p: Tensor, groups: Tensor, num_groups: int) -> Tensor:
 
 
 @_no_autocast
-def rapc_loss(p1: Tensor, p2: Tensor, regions: Tensor, tau: float = 0.07) -> Tensor:
+def rapc_loss(
+    p1: Tensor, p2: Tensor, regions: Tensor, tau: float = 0.07, batch_idx: Tensor | None = None
+) -> Tensor:
     """Region-aware point contrast, eq. 2.
 
     Exactly what is computed, per view: (1) every row of ``p`` is L2-normalised; (2) the region feature
@@ -132,25 +148,38 @@ def rapc_loss(p1: Tensor, p2: Tensor, regions: Tensor, tau: float = 0.07) -> Ten
     r2 = _rapc_representation(p2, groups, num_groups)
     anchors = rich.nonzero().squeeze(1)
     logits = r1[anchors] @ r2.t() / tau
+    logits = _restrict_to_frame(logits, None if batch_idx is None else batch_idx[anchors], batch_idx)
     return F.cross_entropy(logits, anchors)
 
 
 @_no_autocast
 def prc_loss(
-    z1: Tensor, z2: Tensor, p1: Tensor, p2: Tensor, regions: Tensor, alpha: float = 0.5, tau: float = 0.07
+    z1: Tensor,
+    z2: Tensor,
+    p1: Tensor,
+    p2: Tensor,
+    regions: Tensor,
+    alpha: float = 0.5,
+    tau: float = 0.07,
+    batch_idx: Tensor | None = None,
 ) -> Tensor:
     """Point-region contrast, eq. 2: ``alpha * plrc + (1 - alpha) * rapc``."""
-    return alpha * plrc_loss(z1, z2, regions, tau) + (1.0 - alpha) * rapc_loss(p1, p2, regions, tau)
+    return alpha * plrc_loss(z1, z2, regions, tau, batch_idx) + (1.0 - alpha) * rapc_loss(
+        p1, p2, regions, tau, batch_idx)
 
 
 @_no_autocast
-def rad_loss(c: Tensor, l: Tensor, regions: Tensor, tau: float = 0.07) -> Tensor:  # noqa: E741
+def rad_loss(
+    c: Tensor, l: Tensor, regions: Tensor, tau: float = 0.07, batch_idx: Tensor | None = None  # noqa: E741
+) -> Tensor:
     """Region-aware distillation, eq. 3, over the semantic-rich rows only.
 
     ``-1/N_R sum_{S} 1/N_S sum_{i in S} log softmax_j(c_i . l_j / tau)[i]`` with ``j`` over all
     semantic-rich rows, ``N_R`` the number of distinct regions among them and ``N_S`` the number of
     sampled rows of region ``S``: every region weighs the same, whatever its point count.
     ``c`` is the projected camera feature (gets gradients); ``l`` the LiDAR feature, detached here.
+    With ``batch_idx``, ``j`` runs over the rich rows of ``i``'s frame and ``N_R`` counts the regions of
+    the whole batch (region ids are batch-unique), so every region of the batch weighs the same.
     """
     _check_rows("rad_loss", regions, c, l)
     rich = regions >= 0
@@ -160,6 +189,8 @@ def rad_loss(c: Tensor, l: Tensor, regions: Tensor, tau: float = 0.07) -> Tensor
     l = F.normalize(_f(l[rich].detach()), dim=-1)  # noqa: E741
     reg = regions[rich]
     logits = c @ l.t() / tau
+    frame = None if batch_idx is None else batch_idx[rich]
+    logits = _restrict_to_frame(logits, frame, frame)
     diag = torch.diagonal(logits) - torch.logsumexp(logits, dim=1)
     _, inverse, counts = torch.unique(reg, return_inverse=True, return_counts=True)
     weight = 1.0 / (counts[inverse].to(diag.dtype) * counts.numel())
@@ -167,7 +198,7 @@ def rad_loss(c: Tensor, l: Tensor, regions: Tensor, tau: float = 0.07) -> Tensor
 
 
 @_no_autocast
-def point_contrast_loss(z1: Tensor, z2: Tensor, tau: float = 0.07) -> Tensor:
+def point_contrast_loss(z1: Tensor, z2: Tensor, tau: float = 0.07, batch_idx: Tensor | None = None) -> Tensor:
     """PointContrast InfoNCE: row ``i`` of view 1 against all rows of view 2, positive = row ``i``."""
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"point_contrast_loss: views must be equal (K, D), got {tuple(z1.shape)}, {tuple(z2.shape)}")
@@ -175,7 +206,7 @@ def point_contrast_loss(z1: Tensor, z2: Tensor, tau: float = 0.07) -> Tensor:
         return _zero(z1, z2)
     z1 = F.normalize(_f(z1), dim=-1)
     z2 = F.normalize(_f(z2), dim=-1)
-    logits = z1 @ z2.t() / tau
+    logits = _restrict_to_frame(z1 @ z2.t() / tau, batch_idx, batch_idx)
     return F.cross_entropy(logits, torch.arange(z1.shape[0], device=z1.device))
 
 
@@ -195,6 +226,7 @@ def proposal_contrast_loss(
     radius: float,
     pool: torch.nn.Module,
     tau: float = 0.07,
+    per_frame: bool = False,
 ) -> Tensor:
     """ProposalContrast-style loss (Yin et al., 2022).
 
@@ -202,19 +234,20 @@ def proposal_contrast_loss(
     BEV position in one common frame (the un-augmented one, so a proposal holds the same points in both
     views); ``anchors`` (A,) row indices. Each anchor's proposal is the fixed-radius ball query of the rows
     of its frame; ``pool(anchor_feat (A,D), member_feat (K,D), mask (A,K)) -> (A, D')`` attention-pools the
-    members into a proposal feature; InfoNCE across views on the proposal features (positive = same anchor).
+    members into a proposal feature; InfoNCE across views on the proposal features (positive = same anchor),
+    negatives the other anchors of the batch (``per_frame``: of the anchor's frame only).
     """
     if anchors.numel() == 0:
         return _zero(f1, f2)
     mask = ball_query_mask(xy, batch_idx, anchors, radius)
     q1 = pool(f1[anchors], f1, mask)
     q2 = pool(f2[anchors], f2, mask)
-    return point_contrast_loss(q1, q2, tau)
+    return point_contrast_loss(q1, q2, tau, batch_idx[anchors] if per_frame else None)
 
 
 @_no_autocast
 def simipu_loss(
-    lidar: Tensor, pixel: Tensor, tau: float = 0.07, lidar2: Tensor | None = None
+    lidar: Tensor, pixel: Tensor, tau: float = 0.07, lidar2: Tensor | None = None, batch_idx: Tensor | None = None
 ) -> Tensor:
     """SimIPU-style camera-LiDAR contrast (Li et al., 2022).
 
@@ -225,9 +258,9 @@ def simipu_loss(
     """
     if lidar.shape != pixel.shape or lidar.dim() != 2:
         raise ValueError(f"simipu_loss: expected equal (K, D) tensors, got {tuple(lidar.shape)}, {tuple(pixel.shape)}")
-    loss = 0.5 * (point_contrast_loss(lidar, pixel, tau) + point_contrast_loss(pixel, lidar, tau))
+    loss = 0.5 * (point_contrast_loss(lidar, pixel, tau, batch_idx) + point_contrast_loss(pixel, lidar, tau, batch_idx))
     if lidar2 is not None:
-        loss = loss + point_contrast_loss(lidar, lidar2, tau)
+        loss = loss + point_contrast_loss(lidar, lidar2, tau, batch_idx)
     return loss
 
 

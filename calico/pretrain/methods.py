@@ -98,6 +98,10 @@ class PretrainMethod(nn.Module):
         """Bilinear interpolation of a BEV map at LiDAR-frame positions ``xy`` (K, 2) of frames ``batch_idx``."""
         return sample_bev(fmap, bev_coords(xy, self.cfg.model, self.cfg.data), batch_idx)
 
+    def negatives_frame(self, sample: PointSample) -> Tensor | None:
+        """``batch_idx`` for the losses when negatives are restricted to the anchor's frame, else None."""
+        return sample.batch_idx if self.cfg.pretrain.per_frame_negatives else None
+
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
@@ -165,12 +169,12 @@ class PointRegionContrast(_TwoViewLidar):
         terms = []
         if self.p_plrc is not None:
             z1, z2 = _project_pair(self.p_plrc, f1, f2)
-            plrc = losses.plrc_loss(z1, z2, s.regions, tau)
+            plrc = losses.plrc_loss(z1, z2, s.regions, tau, self.negatives_frame(s))
             logs["plrc"] = float(plrc.detach())
             terms.append((alpha if self.mode == "prc" else 1.0) * plrc)
         if self.p_rapc is not None:
             p1, p2 = _project_pair(self.p_rapc, f1, f2)
-            rapc = losses.rapc_loss(p1, p2, s.regions, tau)
+            rapc = losses.rapc_loss(p1, p2, s.regions, tau, self.negatives_frame(s))
             logs["rapc"] = float(rapc.detach())
             terms.append((1.0 - alpha if self.mode == "prc" else 1.0) * rapc)
         loss = sum(terms[1:], terms[0])
@@ -188,7 +192,7 @@ class PointContrast(_TwoViewLidar):
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         f1, f2, s = self.two_view_features(batch, generator, None)
         z1, z2 = _project_pair(self.proj, f1, f2)
-        loss = losses.point_contrast_loss(z1, z2, self.cfg.pretrain.tau)
+        loss = losses.point_contrast_loss(z1, z2, self.cfg.pretrain.tau, self.negatives_frame(s))
         return loss, {"loss": float(loss.detach()), "num_points": float(len(s))}
 
 
@@ -214,7 +218,7 @@ class ProposalContrast(_TwoViewLidar):
             anchors.append(rows[torch.randperm(rows.numel(), generator=generator)[: pc.proposal_anchors]])
         anchors_t = torch.cat(anchors).to(z1.device)
         loss = losses.proposal_contrast_loss(z1, z2, xy, s.batch_idx, anchors_t, pc.proposal_radius, self.pool,
-                                             pc.tau)
+                                             pc.tau, per_frame=pc.per_frame_negatives)
         return loss, {"loss": float(loss.detach()), "num_anchors": float(anchors_t.numel())}
 
 
@@ -267,7 +271,7 @@ class RegionAwareDistillation(_FrozenLidarTeacher):
         xy = points[s.index, 1:3]
         c = self.p_rad(self.sample_features(cam, xy, s.batch_idx))
         l = self.sample_features(lidar, xy, s.batch_idx)  # noqa: E741
-        loss = losses.rad_loss(c, l, s.regions, pc.tau)
+        loss = losses.rad_loss(c, l, s.regions, pc.tau, self.negatives_frame(s))
         n_regions = int(torch.unique(s.regions).numel())
         return loss, {"loss": float(loss.detach()), "num_rich": float(s.num_rich), "num_regions": float(n_regions)}
 
@@ -382,7 +386,7 @@ class SimIPU(PretrainMethod):
             pix[sel] = F.grid_sample(img[f: f + 1], g, mode="bilinear", align_corners=False)[0, :, 0].t()
         z1, z2 = _project_pair(self.p_lidar, f1, f2)
         q = self.p_image(pix)
-        loss = losses.simipu_loss(z1, q, pc.tau, lidar2=z2)
+        loss = losses.simipu_loss(z1, q, pc.tau, lidar2=z2, batch_idx=self.negatives_frame(s))
         return loss, {"loss": float(loss.detach()), "num_points": float(len(s))}
 
 
