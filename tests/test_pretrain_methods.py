@@ -271,3 +271,19 @@ def test_per_frame_negatives_flag_changes_the_loss():
     cfg.pretrain.per_frame_negatives = False
     b = _run("prc", cfg=cfg)[2].item()
     assert a != pytest.approx(b) and math.isfinite(b)
+
+
+@pytest.mark.parametrize("name", ["prc", "rad"])
+def test_batch_without_regions_gives_zero_loss_with_gradients_for_ddp(name):
+    # all points semantic-less (pooling found nothing): loss 0, but backward still reaches every trained part
+    cfg = small_cfg()
+    torch.manual_seed(0)
+    model = StandInModel(cfg)
+    method = build_method(name, model, cfg)
+    batch = make_batch()
+    batch["regions"] = torch.full_like(batch["regions"], -1)
+    loss, _ = method(batch, torch.Generator().manual_seed(0))
+    assert loss.item() == 0.0
+    loss.backward()
+    for part in TRAINED[name]:
+        assert all(p.grad is not None for p in getattr(model, part).parameters() if p.requires_grad)

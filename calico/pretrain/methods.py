@@ -269,7 +269,10 @@ class RegionAwareDistillation(_FrozenLidarTeacher):
                           generator)
         lidar, cam = self.teacher_and_student(batch)
         xy = points[s.index, 1:3]
-        c = self.p_rad(self.sample_features(cam, xy, s.batch_idx))
+        c_feat = self.sample_features(cam, xy, s.batch_idx)
+        if len(s) == 0:  # keep the camera branch in the graph so DDP's all-reduce still sees its gradients
+            c_feat = c_feat + 0.0 * cam.sum()
+        c = self.p_rad(c_feat)
         l = self.sample_features(lidar, xy, s.batch_idx)  # noqa: E741
         loss = losses.rad_loss(c, l, s.regions, pc.tau, self.negatives_frame(s))
         n_regions = int(torch.unique(s.regions).numel())
