@@ -121,8 +121,16 @@ class PretrainConfig:
     num_less: int = 1024  # M semantic-less points
     rot_range: float = 90.0  # degrees, U(-rot, rot)
     scale_range: tuple[float, float] = (0.9, 1.1)
+    flip_prob: float = 0.5  # flip along X and along Y, each drawn independently (mmdet3d RandomFlip3D)
+    # softmax denominators of eq. 1-3 over the N + M points of the anchor's own point cloud (the paper's
+    # sum_{j=1}^{N+M}); False: every sampled point of the batch is a negative
+    per_frame_negatives: bool = True
     proj_hidden: int = 256
     proj_out: int = 128
+    # baselines (paper Tables 1, 7, 8)
+    proposal_anchors: int = 256  # ProposalContrast: random anchors per frame
+    proposal_radius: float = 2.0  # m, BEV ball-query radius of a ProposalContrast proposal
+    simipu_points: int = 1024  # SimIPU: LiDAR points per frame that project into some image
     ckpt_every: int = 500  # steps
     amp: bool = True
 

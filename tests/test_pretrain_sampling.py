@@ -1,0 +1,116 @@
+"""View augmentation T and point sampling for PRC / RAD."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from calico.config import get_config
+from calico.pretrain.augment import apply_transform, augment_batch_points, random_transform
+from calico.pretrain.sampling import in_bev_range, sample_points
+
+
+def test_random_transform_ranges_and_determinism():
+    g = torch.Generator().manual_seed(0)
+    scales, flips = [], set()
+    for _ in range(400):
+        m = random_transform(g, 90.0, (0.9, 1.1))
+        lin = m[:3, :3]
+        assert torch.all(m[:3, 3] == 0) and torch.equal(m[3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=m.dtype))
+        s = math.sqrt(abs(float(torch.det(lin[:2, :2]))))
+        assert lin[2].tolist() == pytest.approx([0.0, 0.0, s])  # z is only scaled (global scaling)
+        scales.append(s)
+        flips.add(bool(torch.det(lin[:2, :2]) < 0))  # det < 0: exactly one axis flipped
+    assert 0.9 <= min(scales) and max(scales) <= 1.1 and max(scales) - min(scales) > 0.15
+    assert flips == {True, False}
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(random_transform(g1), random_transform(g2))
+
+
+def test_rotation_only_angles_in_range():
+    g = torch.Generator().manual_seed(1)
+    angles = []
+    for _ in range(300):
+        m = random_transform(g, 90.0, (1.0, 1.0), flip_prob=0.0)
+        angles.append(math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0]))))
+    assert -90.0 <= min(angles) < -80.0 and 80.0 < max(angles) <= 90.0
+
+
+def test_apply_transform_hand_case():
+    # 90 deg rotation, scale 2: (1, 0, 3) -> (0, 2, 3)
+    m = torch.eye(4, dtype=torch.float64)
+    m[:2, :2] = torch.tensor([[0.0, -2.0], [2.0, 0.0]])
+    out = apply_transform(torch.tensor([[1.0, 0.0, 3.0]]), m)
+    assert torch.allclose(out, torch.tensor([[0.0, 2.0, 3.0]]))
+
+
+def test_augment_batch_points_per_frame_transform_and_carried_columns():
+    cfg = get_config("cpu").pretrain
+    pts = torch.tensor([[0, 1.0, 2.0, 0.5, 0.3, 0.0], [1, -3.0, 1.0, 0.1, 0.9, 0.05], [1, 2.0, 2.0, 0.0, 0.1, 0.1]])
+    out, mats = augment_batch_points(pts, 2, cfg, torch.Generator().manual_seed(0))
+    assert mats.shape == (2, 4, 4)
+    assert torch.equal(out[:, [0, 4, 5]], pts[:, [0, 4, 5]])
+    for i in range(3):
+        b = int(pts[i, 0])
+        assert torch.allclose(out[i, 1:4], apply_transform(pts[i: i + 1, 1:4], mats[b])[0], atol=1e-6)
+    # norms in BEV scale by the frame's scale (rotation / flip preserve it)
+    s1 = math.sqrt(abs(float(torch.det(mats[1, :2, :2]))))
+    assert out[1, 1:3].norm().item() == pytest.approx(s1 * pts[1, 1:3].norm().item(), rel=1e-6)
+
+
+def _batch():
+    # frame 0: regions 0 (3 pts), 2 (2 pts), 4 less; frame 1: region 0 (2 pts), 1 less, one point out of range
+    bidx = torch.tensor([0] * 9 + [1] * 4)
+    regions = torch.tensor([0, 0, 0, 2, 2, -1, -1, -1, -1, 0, 0, -1, 0])
+    xy = torch.zeros(13, 2)
+    return bidx, regions, xy
+
+
+def test_sample_points_counts_uniqueness_and_offsets():
+    bidx, regions, xy = _batch()
+    xy2 = xy.clone()
+    rng = (-10.0, -10.0, 10.0, 10.0)
+    s = sample_points(bidx, regions, [xy, xy2], rng, 2, num_rich=4, num_less=2, generator=torch.Generator().manual_seed(0))
+    # frame 0: 4 of 5 rich, 2 of 4 less; frame 1: 3 rich (point 12 is rich and in range), 1 less
+    assert s.num_rich == 4 + 3 and s.num_less == 2 + 1 and len(s) == 10
+    assert s.index.unique().numel() == len(s)  # never duplicated
+    assert torch.equal(s.batch_idx, bidx[s.index])
+    frame0 = s.regions[s.batch_idx == 0]
+    frame1 = s.regions[s.batch_idx == 1]
+    # frame 1's region 0 becomes 0 + (max id of frame 0 = 2) + 1 = 3
+    assert set(frame1[frame1 >= 0].tolist()) == {3}
+    assert set(frame0[frame0 >= 0].tolist()) <= {0, 2}
+    assert torch.all((s.regions < 0) == (regions[s.index] < 0))
+    # rich first within a frame
+    assert frame0[:4].min() >= 0 and torch.all(frame0[4:] == -1)
+
+
+def test_sample_points_requires_every_view_in_range_and_is_deterministic():
+    bidx, regions, xy = _batch()
+    xy2 = xy.clone()
+    xy2[12] = torch.tensor([100.0, 0.0])
+    xy1 = xy.clone()
+    xy1[12] = 0.0
+    rng = (-10.0, -10.0, 10.0, 10.0)
+    s = sample_points(bidx, regions, [xy1, xy2], rng, 2, 8, 8, torch.Generator().manual_seed(0))
+    assert 12 not in s.index.tolist() and s.num_rich == 5 + 2
+    t = sample_points(bidx, regions, [xy1, xy2], rng, 2, 3, 1, torch.Generator().manual_seed(7))
+    u = sample_points(bidx, regions, [xy1, xy2], rng, 2, 3, 1, torch.Generator().manual_seed(7))
+    assert torch.equal(t.index, u.index)
+    allowed = torch.ones(13, dtype=torch.bool)
+    allowed[:3] = False
+    v = sample_points(bidx, regions, [xy1], rng, 2, 8, 8, torch.Generator().manual_seed(0), allowed=allowed)
+    assert not set(v.index.tolist()) & {0, 1, 2}
+
+
+def test_in_bev_range_half_open():
+    xy = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.999]])
+    assert in_bev_range(xy, (-1.0, -1.0, 1.0, 1.0)).tolist() == [True, False, True]
+
+
+def test_sample_points_bad_shapes():
+    with pytest.raises(ValueError, match="view xy"):
+        sample_points(torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), [torch.zeros(2, 2)],
+                      (-1, -1, 1, 1), 1, 1, 1, torch.Generator())
