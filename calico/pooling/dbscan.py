@@ -73,7 +73,7 @@ def dbscan(xyz: np.ndarray, eps: float = 0.75, min_samples: int = 5, exact: bool
         pts_sorted = xyz[order]
         d_ids = cell_of_sorted[dense_sorted]
         d_pos = np.flatnonzero(dense_sorted)
-        for axis in range(3):
+        for axis in range(3 if len(d_pos) else 0):
             v = pts_sorted[d_pos, axis]
             for sign in (1.0, -1.0):
                 # arg-extreme per cube: sort by (cube, value), take the first of each cube
