@@ -43,13 +43,25 @@ class DataConfig:
 
 @dataclass
 class PoolingConfig:
+    """Semantic pooling (paper §2.2): ground removal, DBSCAN, filters. Defaults measured in BENCHMARKS.md."""
+
+    # ground: slope-limited lower envelope on a BEV grid (calico/pooling/ground.py)
     ground_cell: float = 1.0  # m, cell of the ground model
     ground_thresh: float = 0.25  # m above the ground surface still counted as ground
+    ground_max_slope: float = 0.1  # rise per metre the ground surface may take from a neighbouring cell
+    ground_passes: int = 4  # erosion passes: how far (cells) a low neighbour pulls a cell down
+    ground_levels: int = 1  # coarse-to-fine levels (1 = fine grid only; more reach across wide occlusions)
+    # clustering
     eps: float = 0.75  # DBSCAN radius (paper)
     min_points: int = 5  # DBSCAN min samples (paper)
-    max_extent: float = 12.0  # m, largest horizontal side of a kept cluster's box
-    max_height: float = 4.5  # m, top of a kept cluster above ground
-    max_area: float = 40.0  # m^2, largest BEV footprint of a kept cluster
+    dbscan_backend: str = "dbscan"  # "dbscan" (PyPI package, exact, fastest measured), "grid" or "sklearn"
+    # filters (calico/pooling/filters.py): bounds a bus/trailer still satisfies
+    max_extent: float = 14.0  # m, longest side of a kept cluster's BEV box
+    max_area: float = 45.0  # m^2, BEV box area
+    max_height: float = 4.5  # m, top of a kept cluster above the ground under it
+    max_bottom: float = 1.5  # m, lowest point above ground: higher clusters float (canopy, signs)
+    pole_min_height: float = 2.5  # m: a cluster this tall ...
+    pole_max_width: float = 0.6  # m: ... and at most this long in BEV is a pole or trunk
     min_cluster_points: int = 5
 
 
