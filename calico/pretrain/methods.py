@@ -244,6 +244,11 @@ class _FrozenLidarTeacher(PretrainMethod):
         self.model.lidar_backbone.eval()  # the teacher's BatchNorm statistics must not drift
         return self
 
+    def backbone_state_dict(self) -> dict[str, dict[str, Tensor]]:
+        """The trained camera parts plus the (unchanged) teacher: one checkpoint initialises both branches,
+        e.g. a RAD checkpoint is the complete CALICO initialisation (PRC LiDAR + RAD camera)."""
+        return {**super().backbone_state_dict(), "lidar_backbone": self.model.lidar_backbone.state_dict()}
+
     def teacher_and_student(self, batch: dict) -> tuple[Tensor, Tensor]:
         """(F^LiDAR detached, F^Camera) on the un-augmented batch."""
         with torch.no_grad():
