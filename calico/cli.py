@@ -28,6 +28,14 @@ class CalicoError(Exception):
     """An error with a message meant for the user (no traceback is printed)."""
 
 
+def _clean(message: str) -> str:
+    """Errors re-raised from a DataLoader worker carry the worker's traceback text: keep the message."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split("Error: ", 1)[-1]
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="calico", description=__doc__.splitlines()[0])
@@ -56,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = module.run(args)
     except (CalicoError, DataError) as exc:
-        print(f"calico {name}: error: {exc}", file=sys.stderr)
+        print(f"calico {name}: error: {_clean(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"calico {name}: interrupted", file=sys.stderr)

@@ -37,6 +37,8 @@ class DataConfig:
     cameras: tuple[str, ...] = CAMERAS
     load_images: bool = True
     num_workers: int = 4
+    nonfinite_points: str = "error"  # NaN/Inf LiDAR rows: "error" (name the file) or "drop"
+    max_index_sweeps: int = 10  # sweeps recorded per keyframe by `calico prepare`
 
 
 @dataclass

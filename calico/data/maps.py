@@ -1,0 +1,112 @@
+"""BEV map-segmentation ground truth from the nuScenes map expansion, via the devkit's ``NuScenesMap``.
+
+Raster convention (shared with the models and the evaluation): ``mask[c, i, j]`` covers the cell whose
+centre in the keyframe LiDAR frame is ``x = -R + (j + 0.5) * res``, ``y = -R + (i + 0.5) * res``: rows run
+along +y, columns along +x, like every BEV tensor in this project (``[..., y, x]``). We rasterise by
+testing cell centres against the map polygons (shapely's vectorised ``contains_xy``) rather than the
+devkit's ``get_map_mask``, whose canvas rotation convention is easy to get wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.ops import unary_union
+from tqdm import tqdm
+
+from calico.config import MAP_CLASSES
+from calico.data.geometry import apply
+
+MASK_RANGE = 50.0  # metres: [-50, 50]^2 around the LiDAR (paper §3.3)
+MASK_SIZE = 200  # 0.5 m cells, as BEVFusion
+DIVIDER_HALF_WIDTH = 0.5  # metres each side of a divider line
+
+_POLYGON_LAYERS = {
+    "drivable_area": ["drivable_area"], "ped_crossing": ["ped_crossing"], "walkway": ["walkway"],
+    "stop_line": ["stop_line"], "carpark_area": ["carpark_area"],
+}
+_LINE_LAYERS = {"divider": ["road_divider", "lane_divider"]}
+
+
+def has_map_expansion(dataroot: str, locations: set[str]) -> bool:
+    root = Path(dataroot) / "maps" / "expansion"
+    return bool(locations) and all((root / f"{loc}.json").exists() for loc in locations)
+
+
+def cell_centres(size: int = MASK_SIZE, extent: float = MASK_RANGE) -> np.ndarray:
+    """(size*size, 2) xy centres in the LiDAR frame, row-major over (i: y, j: x)."""
+    res = 2 * extent / size
+    c = -extent + (np.arange(size) + 0.5) * res
+    xx, yy = np.meshgrid(c, c)  # yy varies along rows (i), xx along columns (j)
+    return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def _geometries(nmap, layer: str, box: tuple[float, float, float, float]) -> list:
+    tokens = nmap.get_records_in_patch(box, [layer], mode="intersect")[layer]
+    geoms = []
+    for tok in tokens:
+        rec = nmap.get(layer, tok)
+        if layer in ("road_divider", "lane_divider"):
+            line = nmap.extract_line(rec["line_token"])
+            if not line.is_empty:
+                geoms.append(line.buffer(DIVIDER_HALF_WIDTH))
+        else:
+            for ptok in rec.get("polygon_tokens", [rec.get("polygon_token")]):
+                if ptok:
+                    poly = nmap.extract_polygon(ptok)
+                    if poly.is_valid and not poly.is_empty:
+                        geoms.append(poly)
+    return geoms
+
+
+def rasterise(nmap, lidar2global: np.ndarray, size: int = MASK_SIZE, extent: float = MASK_RANGE) -> np.ndarray:
+    """(6, size, size) uint8 masks of ``MAP_CLASSES`` around one LiDAR pose."""
+    xy_local = cell_centres(size, extent)
+    xyz = np.concatenate([xy_local, np.zeros((len(xy_local), 1))], axis=1)
+    xy = apply(lidar2global, xyz)[:, :2]
+    pad = extent * 1.5
+    cx, cy = lidar2global[0, 3], lidar2global[1, 3]
+    box = (cx - pad, cy - pad, cx + pad, cy + pad)
+    out = np.zeros((len(MAP_CLASSES), size * size), dtype=np.uint8)
+    layers = {**_POLYGON_LAYERS, **_LINE_LAYERS}
+    for c, name in enumerate(MAP_CLASSES):
+        geoms = [g for layer in layers[name] for g in _geometries(nmap, layer, box)]
+        if geoms:
+            out[c] = shapely.contains_xy(unary_union(geoms), xy[:, 0], xy[:, 1])
+    return out.reshape(len(MAP_CLASSES), size, size)
+
+
+def write_map_masks(nusc, records: list[dict], out_dir: Path, progress: bool = True) -> str:
+    """Rasterise every record's masks into ``out_dir/maps/<token>.npz`` (bit-packed); return the folder."""
+    from nuscenes.map_expansion.map_api import NuScenesMap
+
+    folder = Path(out_dir) / "maps"
+    folder.mkdir(parents=True, exist_ok=True)
+    maps: dict[str, NuScenesMap] = {}
+    for rec in tqdm(records, desc="map masks", unit="sample", disable=not progress):
+        path = folder / f"{rec['token']}.npz"
+        rec["map_mask"] = path.name
+        if path.exists():
+            continue
+        loc = rec["location"]
+        if loc not in maps:
+            with contextlib.redirect_stdout(io.StringIO()):
+                maps[loc] = NuScenesMap(dataroot=nusc.dataroot, map_name=loc)
+        mask = rasterise(maps[loc], rec["ego2global"] @ rec["lidar2ego"])
+        np.savez_compressed(path, bits=np.packbits(mask), shape=np.array(mask.shape))
+    return str(folder)
+
+
+def load_map_mask(path: Path, size: int) -> np.ndarray:
+    """Load a cached mask and resample it to ``size`` cells (nearest cell centre)."""
+    with np.load(path) as z:
+        shape = tuple(z["shape"])
+        mask = np.unpackbits(z["bits"])[: int(np.prod(shape))].reshape(shape)
+    if shape[-1] != size:
+        idx = ((np.arange(size) + 0.5) * shape[-1] / size).astype(np.int64)
+        mask = mask[:, idx][:, :, idx]
+    return mask

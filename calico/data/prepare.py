@@ -1,0 +1,262 @@
+"""``calico prepare``: read a nuScenes-format dataset once through nuscenes-devkit and write a compact index.
+
+Training never reloads the devkit tables (minutes and GBs on trainval): every sample's file paths,
+calibration chain and ground-truth boxes (in the keyframe LiDAR frame) go into ``<cache>/index.pkl``.
+Every indexed file is checked; bad files are reported by name and either fail the run (default) or
+drop their samples (``--skip-bad``). Missing sweep files are tolerated (keyframes-only copies are common).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from calico.config import CAMERAS, CLASSES, DataConfig
+from calico.data.errors import DataError
+from calico.data.geometry import invert, transform_matrix, yaw_of
+from calico.data.paths import cache_dir
+from calico.data.pointcloud import check_pcd_bin
+
+INDEX_FORMAT = 1
+_LABEL = {name: i for i, name in enumerate(CLASSES)}
+
+
+def open_nuscenes(dataroot: str, version: str):
+    """Load the devkit tables with errors that name the folder/table instead of a bare traceback."""
+    from nuscenes.nuscenes import NuScenes
+
+    root = Path(dataroot).expanduser()
+    if not root.is_dir():
+        raise DataError("dataroot does not exist or is not a folder", str(root))
+    table_dir = root / version
+    if not table_dir.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "sample.json").exists())
+        raise DataError(f"version folder {version!r} not found (versions present: {found or 'none'})",
+                        str(table_dir))
+    for table in ("sample", "sample_data", "sample_annotation", "scene", "calibrated_sensor", "ego_pose",
+                  "sensor", "log", "category", "instance", "attribute", "visibility", "map"):
+        if not (table_dir / f"{table}.json").exists():
+            raise DataError(f"table {table}.json is missing", str(table_dir))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return NuScenes(version=version, dataroot=str(root), verbose=False)
+    except KeyError as exc:
+        raise DataError(f"the tables reference a token that does not exist ({exc}); "
+                        "the tables are inconsistent or truncated", str(table_dir)) from exc
+    except (ValueError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"cannot read the devkit tables: {exc}", str(table_dir)) from exc
+    except AssertionError as exc:  # the devkit asserts on missing map masks and the like
+        raise DataError(f"nuscenes-devkit refused the dataset: {exc}", str(root)) from exc
+
+
+def _get(nusc, table: str, token: str) -> dict:
+    try:
+        return nusc.get(table, token)
+    except KeyError as exc:
+        raise DataError(f"dangling token: {table} {token!r} is referenced but not in {table}.json",
+                        os.path.join(nusc.dataroot, nusc.version)) from exc
+
+
+def _pose(nusc, sd: dict) -> tuple[np.ndarray, np.ndarray]:
+    cs = _get(nusc, "calibrated_sensor", sd["calibrated_sensor_token"])
+    ep = _get(nusc, "ego_pose", sd["ego_pose_token"])
+    return transform_matrix(cs["translation"], cs["rotation"]), transform_matrix(ep["translation"], ep["rotation"])
+
+
+def _check_image(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        return "image file does not exist"
+    except OSError as exc:
+        return f"cannot read image ({exc.strerror})"
+    if not head:
+        return "empty image file"
+    if not (head.startswith(b"\xff\xd8") or head.startswith(b"\x89PNG")):
+        return "not a JPEG/PNG image (bad magic bytes)"
+    return None
+
+
+def _boxes(nusc, sample: dict, lidar2ego: np.ndarray, ego2global: np.ndarray) -> dict[str, Any]:
+    """GT boxes of the detection classes in the keyframe LiDAR frame."""
+    from nuscenes.eval.detection.utils import category_to_detection_name
+
+    global2lidar = invert(ego2global @ lidar2ego)
+    rows, names, npts, tokens, vel_ok = [], [], [], [], []
+    for ann_token in sample["anns"]:
+        ann = _get(nusc, "sample_annotation", ann_token)
+        name = category_to_detection_name(ann["category_name"])
+        if name is None:
+            continue
+        box = global2lidar @ transform_matrix(ann["translation"], ann["rotation"])
+        vel = nusc.box_velocity(ann_token)  # global frame, NaN when the instance has one annotation
+        ok = bool(np.all(np.isfinite(vel[:2])))
+        vel_l = global2lidar[:3, :3] @ (np.nan_to_num(vel) * np.array([1.0, 1.0, 0.0]))
+        w, length, h = ann["size"]
+        rows.append([*box[:3, 3], w, length, h, yaw_of(box[:3, :3]), vel_l[0], vel_l[1]])
+        names.append(name)
+        npts.append(int(ann["num_lidar_pts"]))
+        tokens.append(ann_token)
+        vel_ok.append(ok)
+    return {
+        "gt_boxes": np.asarray(rows, dtype=np.float32).reshape(-1, 9),
+        "gt_names": names,
+        "gt_labels": np.asarray([_LABEL[n] for n in names], dtype=np.int64),
+        "gt_num_pts": np.asarray(npts, dtype=np.int64),
+        "gt_tokens": tokens,
+        "gt_velocity_valid": np.asarray(vel_ok, dtype=bool),
+    }
+
+
+def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[dict, list[tuple[str, str]], int]:
+    """Index one keyframe sample. Returns (record, bad files [(path, problem)], missing sweep files)."""
+    root = nusc.dataroot
+    bad: list[tuple[str, str]] = []
+    lidar_sd = _get(nusc, "sample_data", sample["data"]["LIDAR_TOP"])
+    lidar2ego, ego2global = _pose(nusc, lidar_sd)
+    lidar_path = os.path.join(root, lidar_sd["filename"])
+    problem = check_pcd_bin(lidar_path)
+    if problem:
+        bad.append((lidar_path, problem))
+    scene = _get(nusc, "scene", sample["scene_token"])
+    log = _get(nusc, "log", scene["log_token"])
+    record: dict[str, Any] = {
+        "token": sample["token"], "scene_token": scene["token"], "scene_name": scene["name"],
+        "timestamp": sample["timestamp"], "location": log["location"],
+        "lidar_path": lidar_sd["filename"], "lidar2ego": lidar2ego, "ego2global": ego2global,
+        "sweeps": [], "cams": {},
+    }
+    # Earlier sweeps, moved into the keyframe LiDAR frame; missing files are skipped at load time.
+    global2lidar = invert(ego2global @ lidar2ego)
+    missing = 0
+    sd = lidar_sd
+    while len(record["sweeps"]) < max_sweeps and sd["prev"]:
+        sd = _get(nusc, "sample_data", sd["prev"])
+        s2e, e2g = _pose(nusc, sd)
+        path = os.path.join(root, sd["filename"])
+        exists = os.path.exists(path)
+        missing += not exists
+        if exists and check_pcd_bin(path):
+            bad.append((path, check_pcd_bin(path)))
+        record["sweeps"].append({
+            "path": sd["filename"], "sweep2lidar": global2lidar @ e2g @ s2e,
+            "dt": (lidar_sd["timestamp"] - sd["timestamp"]) * 1e-6, "exists": exists,
+        })
+    for cam in cameras:
+        if cam not in sample["data"]:
+            continue
+        cam_sd = _get(nusc, "sample_data", sample["data"][cam])
+        cs = _get(nusc, "calibrated_sensor", cam_sd["calibrated_sensor_token"])
+        cam2ego, cam_ego2global = _pose(nusc, cam_sd)
+        path = os.path.join(root, cam_sd["filename"])
+        problem = _check_image(path)
+        if problem:
+            bad.append((path, problem))
+        record["cams"][cam] = {
+            "path": cam_sd["filename"],
+            "intrinsics": np.asarray(cs["camera_intrinsic"], dtype=np.float64),
+            "cam2ego": cam2ego, "ego2global": cam_ego2global,
+            # The camera fires at another time than the LiDAR: go through the global frame.
+            "lidar2cam": invert(cam_ego2global @ cam2ego) @ ego2global @ lidar2ego,
+            "size": (cam_sd.get("height", 0), cam_sd.get("width", 0)),
+        }
+    record.update(_boxes(nusc, sample, lidar2ego, ego2global))
+    return record, bad, missing
+
+
+def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Build and write the index for ``data.dataroot``/``data.version``; return it."""
+    t0 = time.time()
+    nusc = open_nuscenes(data.dataroot, data.version)
+    records, bad_all, skipped = [], [], []
+    missing_sweeps = 0
+    for sample in tqdm(nusc.sample, desc="calico prepare", unit="sample", disable=not progress):
+        record, bad, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
+        missing_sweeps += missing
+        if bad:
+            bad_all.extend(b for b in bad if b not in bad_all)
+            skipped.append(sample["token"])
+            continue
+        records.append(record)
+    if bad_all and not skip_bad:
+        lines = "\n".join(f"  {p}: {why}" for p, why in bad_all[:50])
+        more = f"\n  ... and {len(bad_all) - 50} more" if len(bad_all) > 50 else ""
+        raise DataError(f"{len(bad_all)} bad file(s) in {len(skipped)} sample(s) "
+                        f"(use --skip-bad to drop those samples):\n{lines}{more}")
+    records.sort(key=lambda r: (r["scene_name"], r["timestamp"]))
+    splits_file = Path(nusc.dataroot) / nusc.version / "splits.json"
+    index = {
+        "format": INDEX_FORMAT, "version": data.version, "dataroot": str(Path(data.dataroot).resolve()),
+        "records": records, "skipped_samples": skipped, "bad_files": bad_all,
+        "missing_sweep_files": missing_sweeps, "max_sweeps": data.max_index_sweeps,
+        "custom_splits": str(splits_file) if splits_file.exists() else None,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - t0,
+    }
+    from calico.data.maps import has_map_expansion, write_map_masks
+
+    if has_map_expansion(data.dataroot, {r["location"] for r in records}):
+        index["map_masks"] = write_map_masks(nusc, records, cache_dir(data), progress=progress)
+    out = cache_dir(data) / "index.pkl"
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, out)
+    index["path"] = str(out)
+    return index
+
+
+def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
+    """Load ``<cache>/index.pkl``, building it first if absent (and ``auto_prepare``)."""
+    path = cache_dir(data) / "index.pkl"
+    if not path.exists():
+        if not auto_prepare:
+            raise DataError("no index: run `calico prepare --dataroot ... --version ...` first", str(path))
+        prepare(data, progress=True)
+    try:
+        with open(path, "rb") as f:
+            index = pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise DataError(f"unreadable index ({exc}); delete it and run `calico prepare` again", str(path)) from exc
+    if index.get("format") != INDEX_FORMAT:
+        raise DataError(f"index format {index.get('format')} != {INDEX_FORMAT}; run `calico prepare` again",
+                        str(path))
+    return index
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder")
+    parser.add_argument("--version", default="v1.0-trainval", help="table folder, e.g. v1.0-mini")
+    parser.add_argument("--cache-dir", default="", help="where to write the index (default: see docs)")
+    parser.add_argument("--max-sweeps", type=int, default=10, help="earlier sweeps recorded per keyframe")
+    parser.add_argument("--skip-bad", action="store_true", help="drop samples with bad files instead of failing")
+
+
+def run(args: argparse.Namespace) -> int:
+    data = DataConfig(dataroot=args.dataroot, version=args.version, cache_dir=args.cache_dir,
+                      max_index_sweeps=args.max_sweeps)
+    index = prepare(data, skip_bad=args.skip_bad)
+    recs = index["records"]
+    scenes = {r["scene_name"] for r in recs}
+    nbox = sum(len(r["gt_labels"]) for r in recs)
+    print(f"indexed {len(recs)} samples from {len(scenes)} scenes, {nbox} boxes -> {index['path']}")
+    if index["skipped_samples"]:
+        print(f"skipped {len(index['skipped_samples'])} samples with {len(index['bad_files'])} bad files "
+              "(--skip-bad):")
+        for p, why in index["bad_files"][:20]:
+            print(f"  {p}: {why}")
+    if index["missing_sweep_files"]:
+        print(f"note: {index['missing_sweep_files']} sweep files listed in sample_data are absent "
+              "(keyframes-only copy?); the loader uses the sweeps present")
+    if "map_masks" in index:
+        print(f"map masks: {index['map_masks']}")
+    return 0

@@ -1,0 +1,88 @@
+"""Train/val splits and label-fraction splits, always chosen by scene (never by frame).
+
+Label fractions are nested (5 % ⊂ 10 % ⊂ 20 % ⊂ 50 % ⊂ 100 %) and deterministic: scenes are ordered
+by a salted SHA-1 of their name and each fraction takes a prefix of that order. For the official
+nuScenes train split the result is kept as a versioned file, ``calico/splits/nuscenes_train_fractions_v1.json``
+(regenerate with ``python -m calico.data.splits``); any other dataset gets the same construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from calico.data.errors import DataError
+
+FRACTIONS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.50, 1.00)
+SPLIT_SALT = "calico-fractions-v1"
+SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
+NUSCENES_FRACTIONS_FILE = SPLITS_DIR / "nuscenes_train_fractions_v1.json"
+
+
+def scene_order(scene_names: list[str], salt: str = SPLIT_SALT) -> list[str]:
+    """A deterministic pseudo-random order of scenes that does not depend on the input order."""
+    return sorted(set(scene_names), key=lambda n: hashlib.sha1(f"{salt}:{n}".encode()).hexdigest())
+
+
+def fraction_scenes(scene_names: list[str], fraction: float, salt: str = SPLIT_SALT) -> list[str]:
+    """The scenes of a label fraction: a prefix of ``scene_order`` with ceil(fraction * n) scenes (≥ 1)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    order = scene_order(scene_names, salt)
+    return order[: max(1, math.ceil(fraction * len(order)))]
+
+
+def make_fraction_file(scene_names: list[str], path: Path, salt: str = SPLIT_SALT) -> dict:
+    data = {
+        "salt": salt, "construction": "prefix of scenes sorted by sha1(salt:name), ceil(f*n) scenes",
+        "num_scenes": len(set(scene_names)),
+        "fractions": {f"{int(f * 100)}": fraction_scenes(scene_names, f, salt) for f in FRACTIONS},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def official_split_scenes(split: str) -> list[str] | None:
+    """Scene names of an official nuScenes split (train, val, mini_train, ...), else None."""
+    from nuscenes.utils.splits import create_splits_scenes
+
+    return create_splits_scenes().get(split)
+
+
+def split_scene_names(dataroot: str, version: str, split: str) -> list[str]:
+    """Scenes of ``split``: the dataset's own ``<version>/splits.json`` first, then official nuScenes names."""
+    custom = Path(dataroot) / version / "splits.json"
+    if custom.exists():
+        try:
+            table = json.loads(custom.read_text())
+        except ValueError as exc:
+            raise DataError(f"invalid JSON ({exc})", str(custom)) from exc
+        if split in table:
+            return list(table[split])
+    official = official_split_scenes(split)
+    if official is not None:
+        return official
+    raise DataError(f"unknown split {split!r}: not in {custom if custom.exists() else 'a custom splits.json'} "
+                    "and not an official nuScenes split")
+
+
+def fraction_of(train_scenes: list[str], fraction: float) -> set[str]:
+    """Scenes of a label fraction of ``train_scenes``; uses the versioned file for the nuScenes train split."""
+    if fraction >= 1.0:
+        return set(train_scenes)
+    key = f"{round(fraction * 100)}"
+    if NUSCENES_FRACTIONS_FILE.exists():
+        table = json.loads(NUSCENES_FRACTIONS_FILE.read_text())
+        official = official_split_scenes("train") or []
+        if set(train_scenes) == set(official) and key in table["fractions"]:
+            return set(table["fractions"][key])
+    return set(fraction_scenes(train_scenes, fraction))
+
+
+if __name__ == "__main__":
+    scenes = official_split_scenes("train") or []
+    made = make_fraction_file(scenes, NUSCENES_FRACTIONS_FILE)
+    print({k: len(v) for k, v in made["fractions"].items()}, "->", NUSCENES_FRACTIONS_FILE)
