@@ -23,6 +23,8 @@ def test_make_run_dir_roundtrip(tmp_path):
     assert info["seed"] == 3 and info["argv"] == ["calico", "finetune", "--x"]
     assert info["torch"] == torch.__version__ and info["python"].count(".") == 2
     assert len(info["git"]["commit"]) == 40 or info["git"]["commit"] == "unknown"
+    make_run_dir(run, cfg, ["calico", "finetune", "--x"])  # no checkpoint yet: a failed start is reusable
+    (run / "last.pt").write_bytes(b"x")
     with pytest.raises(CalicoError, match="already holds a run"):
         make_run_dir(run, cfg, [])
     make_run_dir(run, cfg, ["calico", "finetune", "--resume"], resume=True)

@@ -21,11 +21,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataroot", help="nuScenes-format dataset root (overrides data.dataroot)")
     parser.add_argument("--version", help="dataset version, e.g. v1.0-trainval or v1.0-mini")
     parser.add_argument("--out", required=True, help="run folder (config.json, run.json, checkpoints, tb/, log.txt)")
-    parser.add_argument("--init", help="checkpoint to initialise named model parts from")
+    parser.add_argument("--init", nargs="+", action="extend", metavar="CKPT",
+                        help="checkpoint(s) to initialise named model parts from (later files win)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                         help="config overrides, e.g. finetune.weight_decay=0.2")
     parser.add_argument("--seed", type=int, help="overrides the config's seed")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    parser.add_argument("--max-steps", type=int, help="stop after N optimiser steps (smoke runs)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from last.pt with its saved config.json")
 

@@ -120,6 +120,7 @@ class Trainer:
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.last_checkpoint: Path | None = None
         self.last_logs: dict[str, float] = {}
+        self.lr = self.s.lr
         self.logger = self._make_logger()
         self.tb = None
         if resume:
@@ -235,6 +236,7 @@ class Trainer:
             values["grad_norm"] = float(norm)
             if not self.scaler.is_enabled():  # with fp16 the scaler skips inf steps itself
                 self._check_finite({"grad_norm": norm}, "gradient norm")
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the lr this step used (logged)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -294,7 +296,7 @@ class Trainer:
         now = time.perf_counter()
         means = dist.all_reduce_mean({k: v / max(n, 1) for k, v in window.items()}, self.device)
         self.last_logs = means
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.lr
         throughput = n * self.s.batch_size * self.world / max(now - t0, 1e-9)
         if dist.is_main():
             for k, v in means.items():

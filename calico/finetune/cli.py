@@ -1,7 +1,7 @@
 """``calico finetune``: supervised training of detection / segmentation on a label fraction.
 
 Single process: ``calico finetune --config cpu --dataroot D --fraction 0.1 --out runs/ft``.
-Many GPUs: ``torchrun --nproc_per_node 4 -m calico.cli finetune ...`` (same flags).
+Many GPUs: ``torchrun --nproc_per_node 4 --no-python calico finetune ...`` (same flags).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"model.modality={args.modality}")
     if args.device:
         extra.append(f"finetune.device={args.device}")
+    if args.max_steps is not None:
+        extra.append(f"finetune.max_steps={args.max_steps}")
     cfg = resolve_config(args, extra)
     run_dir, _ = start_run(args, cfg, cfg.finetune.device)
     try:

@@ -28,13 +28,14 @@ class SupervisedStep(nn.Module):
         return self.model.loss(self.model(batch), batch)
 
 
-def finetune(cfg: Config, run_dir: str | Path, *, init: str | None = None, resume: bool = False,
+def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None = None, resume: bool = False,
              evaluate: bool = True, dataset: Any = None, collate_fn: Any = None, model: nn.Module | None = None,
              hooks: list[Hook] | None = None) -> dict[str, Any]:
     """Fine-tune ``build_model(cfg.model, cfg.data)`` on ``cfg.finetune.fraction`` of the train split.
 
     The caller has seeded the RNGs and created ``run_dir`` (see ``calico.engine.runsetup.start_run``).
-    ``dataset``/``collate_fn``/``model`` replace the defaults (tests). Returns the trainer's summary, with
+    ``init``: checkpoint path(s), loaded in order (later ones win per key). ``dataset``/``collate_fn``/
+    ``model`` replace the defaults (tests). Returns the trainer's summary, with
     ``metrics`` when the evaluation ran.
     """
     ft = cfg.finetune
@@ -49,7 +50,8 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | None = None, resum
         collate_fn = collate_fn or collate
     run_dir = Path(run_dir)
     if init and not (resume and (run_dir / "last.pt").is_file()):  # a resumed run's weights come from last.pt
-        load_init(model, init, verbose=dist.is_main())
+        for path in [init] if isinstance(init, str) else init:
+            load_init(model, path, verbose=dist.is_main())
     if dist.is_main():
         print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")

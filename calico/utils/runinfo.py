@@ -63,7 +63,7 @@ def make_run_dir(out: str | Path, cfg: Any, argv: list[str] | None = None, *, re
     """Create the run folder ``out`` and record the run in ``config.json`` and ``run.json``.
 
     ``cfg`` is a ``calico.config.Config`` (anything with ``to_dict()`` and ``seed``). A fresh run refuses a
-    folder that already holds a run (``config.json``), so results are never silently mixed; with
+    folder that already holds a run with checkpoints, so results are never silently mixed; with
     ``resume=True`` the existing record gets a history entry instead. Only rank 0 should call this.
     """
     from calico.cli import CalicoError
@@ -84,8 +84,9 @@ def make_run_dir(out: str | Path, cfg: Any, argv: list[str] | None = None, *, re
         record.setdefault("history", []).append({"event": "resume", **info})
         _write_json(run_json, record)
         return run
-    if (run / "config.json").exists():
-        raise CalicoError(f"{run}: already holds a run (config.json); pass --resume or choose another --out")
+    # a folder whose run never wrote a checkpoint (e.g. failed at start-up) may be reused
+    if (run / "config.json").exists() and any(run.glob("*.pt")):
+        raise CalicoError(f"{run}: already holds a run with checkpoints; pass --resume or choose another --out")
     run.mkdir(parents=True, exist_ok=True)
     _write_json(run / "config.json", cfg.to_dict())
     _write_json(run_json, {**info, "history": []})
