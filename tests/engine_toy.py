@@ -51,7 +51,7 @@ class ToyStep(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator):
         self.calls += 1
-        x = batch["x"] + 0.1 * torch.randn(batch["x"].shape, generator=generator)
+        x = batch["x"] + 0.1 * torch.randn(batch["x"].shape, generator=generator).to(batch["x"].device)
         x = x * float(np.random.uniform(0.9, 1.1)) * (1.0 + 0.01 * random.random())
         mse = ((self.model(x) - batch["y"]) ** 2).mean()
         reg = 1e-3 * sum((p**2).sum() for p in self.model.det_head.parameters())
