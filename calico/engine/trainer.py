@@ -284,11 +284,14 @@ class Trainer:
                     self._hook("epoch_end")
             if self.global_step >= self.total_steps and self.step_in_epoch != 0:
                 self.save_checkpoint()  # max_steps stopped mid-epoch
+            self.log(f"finished at global step {self.global_step}; checkpoint {self.last_checkpoint}")
         finally:
             bar.close()
             if self.tb is not None:
                 self.tb.close()
-        self.log(f"finished at global step {self.global_step}; checkpoint {self.last_checkpoint}")
+            for handler in list(self.logger.handlers):  # release log.txt (many trainers per process in tests)
+                handler.close()
+                self.logger.removeHandler(handler)
         return {"global_step": self.global_step, "epoch": self.epoch, "logs": self.last_logs,
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
 
