@@ -150,14 +150,21 @@ class PretrainConfig:
 @dataclass
 class FinetuneConfig:
     epochs: int = 20
-    batch_size: int = 4
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    grad_clip: float = 35.0
-    schedule: str = "cyclic"  # "cyclic" or "onecycle"
+    batch_size: int = 4  # per process (DDP multiplies it by the number of processes)
+    lr: float = 2e-4  # the cyclic schedule's starting lr (paper App. B); peaks at 10x
+    weight_decay: float = 0.01  # 0.2 helps against over-fitting with few labels (paper App. B)
+    grad_clip: float = 35.0  # max gradient L2 norm; <= 0 disables
+    schedule: str = "cyclic"  # "cyclic" (BEVFusion's cyclic lr/momentum), "onecycle" or "constant"
     fraction: float = 1.0
-    ckpt_every: int = 500
-    amp: bool = True
+    ckpt_every: int = 500  # steps between last.pt refreshes (also at every epoch end)
+    keep_epoch_ckpts: bool = True  # epoch_XXX.pt besides last.pt
+    amp: bool = True  # autocast on CUDA only; CPU runs fp32
+    amp_dtype: str = "auto"  # "bf16", "fp16" (+ GradScaler) or "auto" (bf16 where the GPU supports it)
+    max_steps: int = 0  # > 0 caps the optimiser steps (smoke runs); the schedule spans the capped run
+    log_every: int = 10  # steps between TensorBoard / log.txt scalars
+    device: str = "auto"  # "auto" (CUDA if available), "cpu" or "cuda"
+    train_split: str = "train"  # split the label fraction is drawn from (v1.0-mini: "mini_train")
+    val_split: str = "val"  # evaluated after training when it exists (v1.0-mini: "mini_val")
 
 
 @dataclass

@@ -1,0 +1,104 @@
+"""What ``calico finetune`` and ``calico pretrain`` share: config resolution, run folder, seeding under DDP."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from calico.cli import CalicoError
+from calico.config import Config, get_config
+from calico.engine import dist
+from calico.utils.runinfo import make_run_dir, seed_everything
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="paper", help="preset (paper, cpu) or a config.json path")
+    parser.add_argument("--dataroot", help="nuScenes-format dataset root (overrides data.dataroot)")
+    parser.add_argument("--version", help="dataset version, e.g. v1.0-trainval or v1.0-mini")
+    parser.add_argument("--out", required=True, help="run folder (config.json, run.json, checkpoints, tb/, log.txt)")
+    parser.add_argument("--init", nargs="+", action="extend", metavar="CKPT",
+                        help="checkpoint(s) to initialise named model parts from (later files win)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config overrides, e.g. finetune.weight_decay=0.2")
+    parser.add_argument("--seed", type=int, help="overrides the config's seed")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    parser.add_argument("--max-steps", type=int, help="stop after N optimiser steps (smoke runs)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from last.pt with its saved config.json")
+
+
+def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
+    """The run's config: ``--config`` + ``extra`` + ``--set`` (+ --dataroot/--version/--seed), or on
+    ``--resume`` the run's own ``config.json`` (so a resumed run cannot silently change its settings)."""
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.is_file():
+        if args.set or extra:
+            print(f"resume: using {saved}; ignoring --set/--fraction/--modality style overrides", file=sys.stderr)
+        try:
+            cfg = get_config(str(saved))
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise CalicoError(f"{saved}: cannot load the run's config: {exc}") from exc
+        return cfg
+    overrides = list(extra or [])
+    if args.dataroot:
+        overrides.append(f"data.dataroot={args.dataroot}")
+    if args.version:
+        overrides.append(f"data.version={args.version}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    try:
+        cfg = get_config(args.config, overrides + list(args.set))
+    except (ValueError, KeyError) as exc:
+        raise CalicoError(f"config: {exc}") from exc
+    if not cfg.data.dataroot:
+        raise CalicoError("no dataset: pass --dataroot (or set data.dataroot)")
+    return cfg
+
+
+def start_run(args: argparse.Namespace, cfg: Config, device: str = "auto") -> tuple[Path, torch.device]:
+    """Join the process group (torchrun), create/annotate the run folder on rank 0, seed every RNG.
+
+    Seeding happens before the model is built, so every rank (and a re-run) builds the same weights.
+    """
+    dev = dist.init_distributed(args.device or device)
+    run = Path(args.out)
+    if dist.is_main():
+        fresh = not (args.resume and (run / "config.json").is_file())
+        make_run_dir(run, cfg, sys.argv, resume=not fresh)
+    dist.barrier()
+    seed_everything(cfg.seed)
+    return run, dev
+
+
+def try_evaluation(model: torch.nn.Module, cfg: Config, split: str, out_dir: Path) -> dict | None:
+    """``calico.eval.run_evaluation`` on ``split`` if the evaluator and the split exist; None otherwise."""
+    try:
+        import calico.eval as ev
+
+        run_evaluation = getattr(ev, "run_evaluation", None)
+        if run_evaluation is None:
+            from calico.eval.runner import run_evaluation
+    except ImportError as exc:
+        print(f"evaluation skipped: the evaluator is not available ({exc})")
+        return None
+    from calico.data.dataset import NuScenesDataset
+    from calico.data.errors import DataError
+
+    try:
+        dataset = NuScenesDataset(cfg, split=split)
+    except DataError as exc:
+        print(f"evaluation skipped: no usable {split!r} split ({exc})")
+        return None
+    kwargs = {"dataset": dataset} if "dataset" in inspect.signature(run_evaluation).parameters else {}
+    model.eval()
+    with torch.no_grad():
+        metrics = run_evaluation(model, cfg, split, out_dir, **kwargs)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    print(f"evaluation on {split!r}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                    if k in ("NDS", "mAP", "mIoU")))
+    return metrics

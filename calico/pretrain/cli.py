@@ -1,0 +1,82 @@
+"""``calico pretrain``: self-supervised pre-training (PRC, RAD, baselines) with the shared engine.
+
+Checkpoints store ``{"parts": method.backbone_state_dict(), ...}`` so that ``calico finetune --init`` loads
+the pre-trained LiDAR / camera parts. RAD (and the other distillation stages) need ``--init`` with a PRC
+checkpoint: its LiDAR backbone becomes the frozen teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from calico.engine import dist
+from calico.engine.runsetup import add_common_arguments, resolve_config, start_run
+
+# stages that distil into the camera branch from a frozen, pre-trained LiDAR backbone
+TEACHER_STAGES = ("rad", "bevdistill", "vanilla_distill")
+# stages that read semantic-pooling regions
+REGION_STAGES = ("prc", "plrc", "rapc", "rad", "bevdistill")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", required=True, help="prc, rad or a baseline (see calico.pretrain.methods)")
+    add_common_arguments(parser)
+    parser.add_argument("--split", default="train",
+                        help="samples to pre-train on: a split name, or 'all' (default: train)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from calico.cli import CalicoError
+    from calico.data.dataset import NuScenesDataset, collate
+    from calico.engine import Trainer, TrainSettings, load_init
+    from calico.models import build_model
+    from calico.pretrain.methods import build_method
+
+    stage = args.stage.lower()
+    cfg = resolve_config(args, [f"pretrain.stage={stage}"])
+    if cfg.pretrain.stage != stage:
+        raise CalicoError(f"--stage {stage} but the run in {args.out} was a {cfg.pretrain.stage!r} run")
+    resuming = args.resume and (Path(args.out) / "last.pt").is_file()
+    if stage in TEACHER_STAGES and not args.init and not resuming:
+        raise CalicoError(f"stage {stage!r} distils from a pre-trained LiDAR backbone: pass --init with "
+                          "the PRC checkpoint (e.g. runs/prc/last.pt)")
+    # check the data before creating the run folder, so a failed start leaves nothing behind
+    dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split)
+    if stage in REGION_STAGES and "regions" not in dataset[0]:
+        raise CalicoError(
+            f"stage {stage!r} needs semantic-pooling regions but none are cached for {cfg.data.dataroot} "
+            f"(cache {dataset.cache}): run `calico pool --config {args.config} --dataroot {cfg.data.dataroot}` "
+            "first")
+    run_dir, _ = start_run(args, cfg)
+    try:
+        model = build_model(cfg.model, cfg.data)
+        for path in (args.init or []) if not resuming else []:
+            parts = ["lidar_backbone"] if stage in TEACHER_STAGES else None
+            load_init(model, path, parts=parts, verbose=dist.is_main())
+        try:
+            method = build_method(stage, model, cfg)
+        except ValueError as exc:
+            raise CalicoError(str(exc)) from exc
+        settings = TrainSettings.from_section(cfg.pretrain, num_workers=cfg.data.num_workers, device=args.device,
+                                               max_steps=args.max_steps)
+        trainer = Trainer(settings, run_dir, method, dataset, collate, seed=cfg.seed,
+                          params=list(method.trainable_parameters()), resume=args.resume,
+                          extra_state=lambda: {"parts": _parts(method, model, stage), "stage": stage,
+                                               "config": cfg.to_dict()})
+        summary = trainer.fit()
+    finally:
+        dist.cleanup()
+    if dist.is_main():
+        print(f"done: {summary['global_step']} steps; `calico finetune --init {summary['checkpoint']}` "
+              "loads its pre-trained parts")
+    return 0
+
+
+def _parts(method, model, stage: str) -> dict:
+    """The checkpoint's parts: the method's pre-trained parts, plus for distillation stages the frozen LiDAR
+    teacher (unchanged PRC weights), so that one RAD checkpoint initialises both branches for fine-tuning."""
+    parts = dict(method.backbone_state_dict())
+    if stage in TEACHER_STAGES and getattr(model, "lidar_backbone", None) is not None:
+        parts.setdefault("lidar_backbone", model.lidar_backbone.state_dict())
+    return parts
