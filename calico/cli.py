@@ -73,4 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import so that CalicoError is the class other modules raise (not a __main__ copy of it).
+    from calico.cli import main as _main
+
+    sys.exit(_main())

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                                                max_steps=args.max_steps)
         trainer = Trainer(settings, run_dir, method, dataset, collate, seed=cfg.seed,
                           params=list(method.trainable_parameters()), resume=args.resume,
-                          extra_state=lambda: {"parts": _parts(method, model, stage), "stage": stage,
+                          extra_state=lambda: {"parts": method.backbone_state_dict(), "stage": stage,
                                                "config": cfg.to_dict()})
         summary = trainer.fit()
     finally:
@@ -72,11 +72,3 @@ def run(args: argparse.Namespace) -> int:
               "loads its pre-trained parts")
     return 0
 
-
-def _parts(method, model, stage: str) -> dict:
-    """The checkpoint's parts: the method's pre-trained parts, plus for distillation stages the frozen LiDAR
-    teacher (unchanged PRC weights), so that one RAD checkpoint initialises both branches for fine-tuning."""
-    parts = dict(method.backbone_state_dict())
-    if stage in TEACHER_STAGES and getattr(model, "lidar_backbone", None) is not None:
-        parts.setdefault("lidar_backbone", model.lidar_backbone.state_dict())
-    return parts
