@@ -15,6 +15,8 @@ from calico.engine.runsetup import add_common_arguments, resolve_config, start_r
 
 # stages that distil into the camera branch from a frozen, pre-trained LiDAR backbone
 TEACHER_STAGES = ("rad", "bevdistill", "vanilla_distill")
+# stages that train (or read) the camera branch
+CAMERA_STAGES = ("rad", "bevdistill", "vanilla_distill", "simipu")
 # stages that read semantic-pooling regions
 REGION_STAGES = ("prc", "plrc", "rapc", "rad", "bevdistill")
 
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         raise CalicoError(f"stage {stage!r} distils from a pre-trained LiDAR backbone: pass --init with "
                           "the PRC checkpoint (e.g. runs/prc/last.pt)")
     # check the data before creating the run folder, so a failed start leaves nothing behind
-    dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split)
+    # LiDAR-only stages never look at the images: skip decoding them
+    dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split,
+                              load_images=None if stage in CAMERA_STAGES else False)
     if stage in REGION_STAGES and "regions" not in dataset[0]:
         raise CalicoError(
             f"stage {stage!r} needs semantic-pooling regions but none are cached for {cfg.data.dataroot} "
