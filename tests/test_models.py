@@ -232,3 +232,22 @@ def test_paper_config_forward_backward():
     total, _ = model.loss(out, batch)
     total.backward()
     assert torch.isfinite(total)
+
+
+def test_empty_point_cloud_gives_zero_pillar_canvas():
+    cfg = tiny_cfg("L")
+    model = build_model(cfg.model, cfg.data)
+    batch = make_dummy_batch(cfg, batch_size=1, num_points=100, num_boxes=0)
+    batch["points"] = batch["points"][:0]
+    assert model.extract(batch)["lidar_bev"].shape == (1, cfg.model.lidar_channels, 48, 48)
+
+
+def test_extract_decoded_features():
+    cfg = tiny_cfg("L+C")
+    model = build_model(cfg.model, cfg.data).eval()
+    batch = make_dummy_batch(cfg, batch_size=1, num_points=500, num_boxes=1)
+    with torch.no_grad():
+        f = model.extract(batch, decoded=True)
+    assert f["lidar_bev"].shape == f["camera_bev"].shape == (1, cfg.model.decoder_channels, 48, 48)
+    with pytest.raises(KeyError, match="images"):
+        model.extract({k: v for k, v in batch.items() if k != "images"})
