@@ -47,7 +47,7 @@ def test_shapes_loss_decode(modality):
     out = model(batch)
     assert out["seg"].shape == (2, len(MAP_CLASSES), cfg.model.seg_size, cfg.model.seg_size)
     total, stats = model.loss(out, batch)
-    assert torch.isfinite(total) and stats["total"] == pytest.approx(float(total))
+    assert torch.isfinite(total) and stats["total"] == pytest.approx(float(total.detach()))
     total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads), "some parameter got no gradient"
@@ -79,19 +79,22 @@ def test_overfit_then_decode_recovers_boxes():
     """Heads, targets and decoding agree: after overfitting one batch, decode finds every box (right class,
     centre within one BEV cell)."""
     torch.manual_seed(0)
-    cfg = tiny_cfg("L", "model.with_seg=false", "model.nms=maxpool", "model.score_threshold=0.3")
+    cfg = get_config("cpu", [  # a 32x32 BEV over ±16 m with thin channels: quick to overfit
+        "data.point_cloud_range=(-16.0, -16.0, -5.0, 16.0, 16.0, 3.0)", "model.bev_size=32", "model.modality=L",
+        "model.with_seg=false", "model.nms=maxpool", "model.score_threshold=0.3", "model.head_channels=16",
+        "model.decoder_channels=32", "model.lidar_channels=32", "model.max_detections=100"])
     model = build_model(cfg.model, cfg.data)
-    batch = make_dummy_batch(cfg, batch_size=1, num_points=1500, num_boxes=3, seed=3)
+    batch = make_dummy_batch(cfg, batch_size=1, num_points=1000, num_boxes=3, seed=3)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(60):
+    for _ in range(40):
         out = model(batch)
         total, _ = model.loss(out, batch)
         opt.zero_grad()
         total.backward()
         opt.step()
-        losses.append(float(total))
-    assert losses[-1] < 0.3 * losses[0], losses[::10]
+        losses.append(float(total.detach()))
+    assert losses[-1] < 0.1 * losses[0], losses[::5]
     with torch.no_grad():
         det = model.decode(model(batch))[0]  # train-mode BN: the statistics the model was fitted with
     cell = (cfg.data.point_cloud_range[3] - cfg.data.point_cloud_range[0]) / cfg.model.bev_size
@@ -100,7 +103,7 @@ def test_overfit_then_decode_recovers_boxes():
         hit = (d < cell) & (det["labels"] == label)
         assert hit.any(), f"{CLASSES[int(label)]} at {box[:2].tolist()} not recovered"
         best = int(torch.nonzero(hit)[0])
-        assert det["boxes"][best, 3:6] == pytest.approx(box[3:6], rel=0.3)
+        assert det["boxes"][best, 3:6] == pytest.approx(box[3:6], rel=0.35)
 
 
 def test_heatmap_target_peaks_at_box_centre():
@@ -229,3 +232,22 @@ def test_paper_config_forward_backward():
     total, _ = model.loss(out, batch)
     total.backward()
     assert torch.isfinite(total)
+
+
+def test_empty_point_cloud_gives_zero_pillar_canvas():
+    cfg = tiny_cfg("L")
+    model = build_model(cfg.model, cfg.data)
+    batch = make_dummy_batch(cfg, batch_size=1, num_points=100, num_boxes=0)
+    batch["points"] = batch["points"][:0]
+    assert model.extract(batch)["lidar_bev"].shape == (1, cfg.model.lidar_channels, 48, 48)
+
+
+def test_extract_decoded_features():
+    cfg = tiny_cfg("L+C")
+    model = build_model(cfg.model, cfg.data).eval()
+    batch = make_dummy_batch(cfg, batch_size=1, num_points=500, num_boxes=1)
+    with torch.no_grad():
+        f = model.extract(batch, decoded=True)
+    assert f["lidar_bev"].shape == f["camera_bev"].shape == (1, cfg.model.decoder_channels, 48, 48)
+    with pytest.raises(KeyError, match="images"):
+        model.extract({k: v for k, v in batch.items() if k != "images"})

@@ -51,12 +51,22 @@ class BEVModel(nn.Module):
         """Names of the parts this model has (the keys pre-trained checkpoints are organised by)."""
         return [n for n in PART_NAMES if getattr(self, n) is not None]
 
-    def extract(self, batch: dict) -> dict[str, torch.Tensor | None]:
-        """F^LiDAR (B, lidar_channels, S, S) and F^Camera (B, camera_channels, S, S); None for an absent modality."""
+    def extract(self, batch: dict, decoded: bool = False) -> dict[str, torch.Tensor | None]:
+        """F^LiDAR (B, lidar_channels, S, S) and F^Camera (B, camera_channels, S, S); None for an absent modality.
+
+        ``decoded=True`` returns the per-modality decoder outputs instead (B, decoder_channels, S, S): App. B's
+        "separate decoders so pre-training covers more parameters" reading, for pre-training that wants them.
+        """
         lidar = self.lidar_backbone(batch) if self.use_lidar else None
         camera = None
         if self.use_camera:
+            for key in ("images", "intrinsics", "cam2lidar"):
+                if batch.get(key) is None:
+                    raise KeyError(f"modality {self.cfg.modality!r} needs batch[{key!r}] (data.load_images on?)")
             camera = self.view_transform(self.camera_backbone(batch["images"]), batch)
+        if decoded:
+            lidar = self.lidar_decoder(lidar) if lidar is not None else None
+            camera = self.camera_decoder(camera) if camera is not None else None
         return {"lidar_bev": lidar, "camera_bev": camera}
 
     def forward(self, batch: dict) -> dict:

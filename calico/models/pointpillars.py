@@ -32,6 +32,8 @@ class PillarFeatureNet(nn.Module):
 
     def forward(self, p: Pillars) -> torch.Tensor:
         feats, n = p.features, p.num_points
+        if feats.shape[0] == 0:  # no point in range anywhere in the batch: an empty pseudo-image
+            return feats.new_zeros(0, self.linear.out_features)
         T = feats.shape[1]
         mask = (torch.arange(T, device=feats.device)[None] < n[:, None]).unsqueeze(-1).to(feats.dtype)
         xyz = feats[..., :3]

@@ -4,6 +4,8 @@ Deterministic choice shared by both implementations: per sample, points are take
 pillar keeps its **first** ``max_points`` points; when a sample has more than ``max_voxels`` pillars, the
 pillars whose first point comes earliest are kept (spconv's CPU ``PointToVoxel`` does exactly this, which
 the tests check). Output pillars are ordered by (batch, y index, x index) so both backends agree row by row.
+On CUDA, spconv fills pillars with parallel atomics, so which points a pillar over ``max_points`` keeps is not
+guaranteed to be the first ones (the pillar set and counts still agree); use ``torch`` where it must be exact.
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""Training-step throughput (samples/s) and peak memory of the BEV model, per config and modality.
+
+Each (config, modality) runs in a fresh subprocess so the peak memory is its own: CPU peak is the
+subprocess's ``ru_maxrss`` (whole process: weights, activations, allocator); CUDA peak is
+``torch.cuda.max_memory_allocated``. Prints a markdown table with the exact command.
+
+    PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --modalities L,L+C --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def worker(spec: dict) -> dict:
+    import torch
+
+    from calico.config import get_config
+    from calico.models import build_model, count_params, make_dummy_batch
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    cfg = get_config(spec["config"], [f"model.modality={spec['modality']}"])
+    device = torch.device(spec["device"])
+    model = build_model(cfg.model, cfg.data).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = make_dummy_batch(cfg, batch_size=spec["batch_size"], num_points=spec["points"],
+                             num_boxes=10, device=device)
+
+    def step() -> None:
+        out = model(batch)
+        loss, _ = model.loss(out, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up: allocator, cuDNN autotuning, lazy init
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(spec["steps"]):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = (time.perf_counter() - t0) / spec["steps"]
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return {**spec, "params": count_params(model), "step_s": dt, "samples_s": spec["batch_size"] / dt,
+            "peak_mb": peak_mb}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="cpu,paper")
+    ap.add_argument("--modalities", default="L,L+C")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 = one-core numbers)")
+    ap.add_argument("--batch-size", type=int, default=0, help="0: 2 for cpu, 1 for paper")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    rows = []
+    for config in args.configs.split(","):
+        for modality in args.modalities.split(","):
+            spec = {"config": config, "modality": modality, "steps": args.steps, "device": args.device,
+                    "threads": args.threads, "batch_size": args.batch_size or (2 if config == "cpu" else 1),
+                    "points": 20000 if config == "cpu" else 250000}
+            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{config}/{modality} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"`PYTHONPATH=$PWD python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`\n")
+    print("| config | modality | device | threads | batch | points/sample | params | step (s) | samples/s | peak MB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['config']} | {r['modality']} | {r['device']} | {r['threads']} | {r['batch_size']} | "
+              f"{r['points']} | {r['params']:,} | {r['step_s']:.2f} | {r['samples_s']:.2f} | {r['peak_mb']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
