@@ -67,6 +67,7 @@ class NuScenesDataset(torch.utils.data.Dataset):
 
     ``split``: None (all samples), a custom split of ``<version>/splits.json`` or an official nuScenes one.
     ``fraction``: keep the scenes of this label fraction (by scene, nested; see ``calico.data.splits``).
+    ``load_images``: default ``cfg.data.load_images`` when the model uses cameras (``cfg.model.modality``).
     """
 
     def __init__(self, cfg: Config, split: str | None = None, fraction: float | None = None,
@@ -89,7 +90,9 @@ class NuScenesDataset(torch.utils.data.Dataset):
             raise DataError(f"no samples for split={split!r} fraction={fraction!r}", str(self.root))
         self.records = records
         self.split = split
-        self.load_images = self.data.load_images if load_images is None else load_images
+        if load_images is None:  # a LiDAR-only model never looks at the images: don't decode them
+            load_images = self.data.load_images and "C" in cfg.model.modality
+        self.load_images = load_images
         self.cache = cache_dir(self.data)
         self.with_regions = with_regions
         self.missing_sweeps = 0

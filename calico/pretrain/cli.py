@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     # check the data before creating the run folder, so a failed start leaves nothing behind
     # LiDAR-only stages never look at the images: skip decoding them
     dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split,
-                              load_images=None if stage in CAMERA_STAGES else False)
+                              load_images=cfg.data.load_images and stage in CAMERA_STAGES)
     if stage in REGION_STAGES and "regions" not in dataset[0]:
         raise CalicoError(
             f"stage {stage!r} needs semantic-pooling regions but none are cached for {cfg.data.dataroot} "
