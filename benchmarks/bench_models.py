@@ -1,10 +1,12 @@
-"""Training-step throughput (samples/s) and peak memory of the BEV model, per config and modality.
+"""Training-step throughput (samples/s) and peak memory, per config and modality: fine-tuning steps of the
+BEV model and pre-training steps (PRC, RAD, any `calico pretrain` stage) with ``--tasks``.
 
 Each (config, modality) runs in a fresh subprocess so the peak memory is its own: CPU peak is the
 subprocess's ``ru_maxrss`` (whole process: weights, activations, allocator); CUDA peak is
 ``torch.cuda.max_memory_allocated``. Prints a markdown table with the exact command.
 
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --modalities L,L+C --steps 3
+    PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --tasks prc,rad --steps 3
 """
 
 from __future__ import annotations
@@ -31,10 +33,26 @@ def worker(spec: dict) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = make_dummy_batch(cfg, batch_size=spec["batch_size"], num_points=spec["points"],
                              num_boxes=10, device=device)
+    task = spec.get("task", "finetune")
+    if task == "finetune":
+        def loss_fn():
+            return model.loss(model(batch), batch)[0]
+    else:
+        from calico.pretrain.methods import build_method
+
+        # Stand-in pooled regions: points grouped by 2 m BEV cells, a third of the cells semantic-less.
+        cell = torch.floor(batch["points"][:, 1:3] / 2.0).long()
+        key = (cell[:, 0] * 1000 + cell[:, 1]).remainder(3000)
+        batch["regions"] = torch.where(key % 3 == 0, torch.full_like(key, -1), key)
+        method = build_method(task, model, cfg).to(device).train()
+        opt = torch.optim.AdamW(method.trainable_parameters(), lr=1e-4)
+        gen = torch.Generator().manual_seed(0)
+
+        def loss_fn():
+            return method(batch, gen)[0]
 
     def step() -> None:
-        out = model(batch)
-        loss, _ = model.loss(out, batch)
+        loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -61,6 +79,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default="cpu,paper")
     ap.add_argument("--modalities", default="L,L+C")
+    ap.add_argument("--tasks", default="finetune", help="finetune and/or pre-training stages, e.g. prc,rad")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 = one-core numbers)")
@@ -71,22 +90,24 @@ def main() -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     rows = []
-    for config in args.configs.split(","):
-        for modality in args.modalities.split(","):
-            spec = {"config": config, "modality": modality, "steps": args.steps, "device": args.device,
-                    "threads": args.threads, "batch_size": args.batch_size or (2 if config == "cpu" else 1),
-                    "points": 20000 if config == "cpu" else 250000}
-            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"{config}/{modality} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-                continue
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    combos = [(t, c, m) for t in args.tasks.split(",") for c in args.configs.split(",")
+              for m in (args.modalities.split(",") if t == "finetune" else ["L+C"])]
+    for task, config, modality in combos:
+        spec = {"task": task, "config": config, "modality": modality, "steps": args.steps, "device": args.device,
+                "threads": args.threads, "batch_size": args.batch_size or (2 if config == "cpu" else 1),
+                "points": 20000 if config == "cpu" else 250000}
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{task}/{config}/{modality} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(f"`PYTHONPATH=$PWD python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`\n")
-    print("| config | modality | device | threads | batch | points/sample | params | step (s) | samples/s | peak MB |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| step | config | modality | device | threads | batch | points/sample | params | step (s) | samples/s "
+          "| peak MB |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['config']} | {r['modality']} | {r['device']} | {r['threads']} | {r['batch_size']} | "
+        print(f"| {r['task']} | {r['config']} | {r['modality']} | {r['device']} | {r['threads']} | {r['batch_size']} | "
               f"{r['points']} | {r['params']:,} | {r['step_s']:.2f} | {r['samples_s']:.2f} | {r['peak_mb']:.0f} |")
     return 0
 
