@@ -83,6 +83,7 @@ class ModelConfig:
     camera_backbone: str = "swin_tiny_patch4_window7_224"  # any timm name; resnet50 / resnet18 also used
     camera_pretrained: bool = False  # ImageNet weights are opt-in (no download at run time)
     camera_neck_channels: int = 256
+    camera_max_stride: int = 32  # deepest timm level used (16 drops a ResNet's last stage)
     camera_feat_stride: int = 8  # FPN output stride; timm levels at strides >= this are fused
     depth_bound: tuple[float, float, float] = (1.0, 60.0, 0.5)  # LSS depth bins (m): start, stop, step
     camera_channels: int = 80  # F^Camera channels
@@ -184,7 +185,7 @@ class Config:
 # The CPU preset: the same code path at a small size (coarse pillars, a small grid, ResNet-18, small images).
 CPU_OVERRIDES: dict[str, Any] = {
     "data.sweeps": 3,
-    "data.image_size": (128, 352),
+    "data.image_size": (96, 256),
     "data.num_workers": 0,
     "data.point_cloud_range": (-48.0, -48.0, -5.0, 48.0, 48.0, 3.0),
     "model.voxel_size": (0.5, 0.5, 8.0),
@@ -196,6 +197,7 @@ CPU_OVERRIDES: dict[str, Any] = {
     "model.neck_channels": (32, 32, 32),
     "model.lidar_channels": 64,
     "model.camera_backbone": "resnet18",
+    "model.camera_max_stride": 16,
     "model.camera_neck_channels": 64,
     "model.camera_bev_downsample": 1,
     "model.depth_bound": (1.0, 49.0, 2.0),

@@ -19,11 +19,14 @@ class CameraBackbone(nn.Module):
         super().__init__()
         self.stride = cfg.camera_feat_stride
         kwargs = dict(pretrained=cfg.camera_pretrained, features_only=True)
-        try:  # ViT/Swin need the real input size; CNNs reject the argument
-            self.net = timm.create_model(cfg.camera_backbone, img_size=tuple(data.image_size), **kwargs)
-        except TypeError:
-            self.net = timm.create_model(cfg.camera_backbone, **kwargs)
+        self.net = self._create(cfg, data, kwargs)
         red = self.net.feature_info.reduction()
+        if max(red) > cfg.camera_max_stride:
+            # Drop the deepest stages (timm truncates the network): most of the parameters, a quarter of
+            # the FLOPs of a ResNet; the cpu preset keeps strides <= 16.
+            keep = tuple(i for i, r in enumerate(red) if r <= cfg.camera_max_stride)
+            self.net = self._create(cfg, data, dict(kwargs, out_indices=keep))
+            red = self.net.feature_info.reduction()
         chans = self.net.feature_info.channels()
         self.levels = [i for i, r in enumerate(red) if r >= self.stride]
         if not self.levels or red[self.levels[0]] != self.stride:
@@ -33,6 +36,13 @@ class CameraBackbone(nn.Module):
         c = cfg.camera_neck_channels
         self.lateral = nn.ModuleList([nn.Conv2d(chans[i], c, 1) for i in self.levels])
         self.out = conv_bn_relu(c, c)
+
+    @staticmethod
+    def _create(cfg: ModelConfig, data: DataConfig, kwargs: dict) -> nn.Module:
+        try:  # ViT/Swin need the real input size; CNNs reject the argument
+            return timm.create_model(cfg.camera_backbone, img_size=tuple(data.image_size), **kwargs)
+        except TypeError:
+            return timm.create_model(cfg.camera_backbone, **kwargs)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         B, N = images.shape[:2]
