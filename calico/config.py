@@ -68,6 +68,7 @@ class PoolingConfig:
 @dataclass
 class ModelConfig:
     modality: str = "L+C"  # "L", "C" or "L+C"
+    bn_momentum: float = 0.1  # every BatchNorm layer (see calico.models.model.build_model)
     # LiDAR branch (PointPillars)
     voxel_size: tuple[float, float, float] = (0.2, 0.2, 8.0)
     max_points_per_voxel: int = 10

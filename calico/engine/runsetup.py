@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -76,28 +75,19 @@ def start_run(args: argparse.Namespace, cfg: Config, device: str = "auto") -> tu
 
 
 def try_evaluation(model: torch.nn.Module, cfg: Config, split: str, out_dir: Path) -> dict | None:
-    """``calico.eval.run_evaluation`` on ``split`` if the evaluator and the split exist; None otherwise."""
-    try:
-        import calico.eval as ev
-
-        run_evaluation = getattr(ev, "run_evaluation", None)
-        if run_evaluation is None:
-            from calico.eval.runner import run_evaluation
-    except ImportError as exc:
-        print(f"evaluation skipped: the evaluator is not available ({exc})")
-        return None
+    """``calico.eval.run_evaluation`` on ``split`` if that split exists; None otherwise."""
     from calico.data.dataset import NuScenesDataset
     from calico.data.errors import DataError
+    from calico.eval import run_evaluation
 
     try:
         dataset = NuScenesDataset(cfg, split=split)
     except DataError as exc:
         print(f"evaluation skipped: no usable {split!r} split ({exc})")
         return None
-    kwargs = {"dataset": dataset} if "dataset" in inspect.signature(run_evaluation).parameters else {}
     model.eval()
     with torch.no_grad():
-        metrics = run_evaluation(model, cfg, split, out_dir, **kwargs)
+        metrics = run_evaluation(model, cfg, split, out_dir, dataset=dataset)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     print(f"evaluation on {split!r}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                                                     if k in ("NDS", "mAP", "mIoU")))

@@ -114,7 +114,14 @@ class BEVModel(nn.Module):
 
 def build_model(cfg: ModelConfig, data: DataConfig) -> BEVModel:
     """Build the model the config describes (modality, heads, sizes)."""
-    return BEVModel(cfg, data)
+    model = BEVModel(cfg, data)
+    # One BatchNorm momentum for every part (timm's backbones included): OpenPCDet's 0.01 leaves the
+    # running statistics far from the batch statistics for hundreds of steps, so a short run evaluates
+    # (eval mode) a different network from the one it trained; 0.1 converges in tens of steps.
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = cfg.bn_momentum
+    return model
 
 
 def count_params(module: nn.Module | None) -> int:

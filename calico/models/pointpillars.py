@@ -15,7 +15,7 @@ from calico.models.voxelize import Pillars, grid_shape, pillarize
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False),
-                         nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01), nn.ReLU(inplace=True))
+                         nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU(inplace=True))
 
 
 class PillarFeatureNet(nn.Module):
@@ -25,7 +25,7 @@ class PillarFeatureNet(nn.Module):
     def __init__(self, out_channels: int, voxel_size: tuple[float, ...], pc_range: tuple[float, ...]):
         super().__init__()
         self.linear = nn.Linear(5 + 3 + 3, out_channels, bias=False)
-        self.norm = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01)
+        self.norm = nn.BatchNorm1d(out_channels, eps=1e-3)
         self.register_buffer("voxel_size", torch.tensor(voxel_size, dtype=torch.float32), persistent=False)
         self.register_buffer("lo", torch.tensor(pc_range[:3], dtype=torch.float32), persistent=False)
         self.z_centre = (pc_range[2] + pc_range[5]) / 2  # one pillar spans the whole z range
@@ -85,7 +85,7 @@ class SECONDFPN(nn.Module):
                 self.ups.append(conv_bn_relu(cin, cout, 1))
             else:
                 self.ups.append(nn.Sequential(nn.ConvTranspose2d(cin, cout, rel, rel, bias=False),
-                                              nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01), nn.ReLU(inplace=True)))
+                                              nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU(inplace=True)))
         self.out = conv_bn_relu(sum(neck_channels), out_channels)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
