@@ -18,6 +18,7 @@ import numpy as np
 
 from calico.cli import CalicoError
 from calico.config import CLASSES, MAP_CLASSES
+from calico.pretrain.cli import REGION_STAGES
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,78 @@ def _call(argv: list[str]) -> None:
         raise CalicoError(f"`calico {' '.join(argv)}` failed with exit code {rc}")
 
 
+@dataclass
+class Job:
+    """One `calico` command of a study; ``marker`` exists once it has finished (then it is skipped)."""
+
+    name: str
+    argv: list[str]
+    marker: Path | None = None  # None: always run (the command itself is resumable, e.g. `calico pool`)
+    deps: list[str] = field(default_factory=list)
+    resume_from: Path | None = None  # when this exists but the marker does not, add --resume
+
+    def done(self) -> bool:
+        return self.marker is not None and self.marker.exists()
+
+    def command(self) -> list[str]:
+        resume = self.resume_from is not None and self.resume_from.exists()
+        return self.argv + (["--resume"] if resume else [])
+
+
+def run_jobs(jobs: list[Job], parallel: int = 1, log_dir: Path | None = None, threads: int = 1) -> None:
+    """Run jobs in dependency order. ``parallel == 1``: in this process. Otherwise up to ``parallel``
+    subprocesses with ``threads`` BLAS/torch threads each (oversubscribing a small machine's cores with
+    several 2-thread trainings made each step 3-5x slower), logs in ``log_dir/<job>.log``."""
+    pending = [j for j in jobs if not j.done()]
+    finished = {j.name for j in jobs if j.done()}
+    if parallel <= 1:
+        for job in pending:
+            _call(job.command())
+            _mark(job)
+        return
+    import os
+    import subprocess
+    import sys
+
+    log_dir = Path(log_dir or ".")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
+    while pending or running:
+        for job in [j for j in pending if all(d in finished for d in j.deps)]:
+            if len(running) >= parallel:
+                break
+            log = open(log_dir / f"{job.name.replace('/', '_')}.log", "w")  # noqa: SIM115 (closed on exit)
+            print(f"[{time.strftime('%H:%M:%S')}] start {job.name}: calico {' '.join(job.command())}", flush=True)
+            proc = subprocess.Popen([sys.executable, "-m", "calico", *job.command()], stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
+            running[job.name] = (proc, time.time(), job)
+            pending.remove(job)
+        if not running:
+            missing = {d for j in pending for d in j.deps} - finished
+            raise CalicoError(f"jobs wait for unknown or failed dependencies: {sorted(missing)}")
+        time.sleep(1.0)
+        for name, (proc, t0, job) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            if proc.returncode:
+                for p, _, _ in running.values():
+                    p.terminate()
+                raise CalicoError(f"job {name} failed (exit {proc.returncode}); see {log_dir / (name.replace('/', '_') + '.log')}")
+            _mark(job)
+            finished.add(name)
+            print(f"[{time.strftime('%H:%M:%S')}] done  {name} in {time.time() - t0:.0f} s", flush=True)
+
+
+def _mark(job: Job) -> None:
+    if job.marker is not None and job.marker.suffix != ".json":  # metrics files mark themselves
+        job.marker.parent.mkdir(parents=True, exist_ok=True)
+        job.marker.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+
+
 class Study:
-    """Runs and aggregates one grid under ``out``; every step is skipped when its result exists."""
+    """Plans, runs and aggregates one grid under ``out``; every job is skipped when its result exists."""
 
     def __init__(self, out: Path, config: str, dataroot: str, version: str, seeds: tuple[int, ...],
                  overrides: list[str], pretrain_overrides: list[str] | None = None,
@@ -96,68 +167,73 @@ class Study:
     def _common(self) -> list[str]:
         return ["--config", self.config, "--dataroot", self.dataroot, "--version", self.version]
 
-    def pool(self) -> None:
-        _call(["pool", *self._common()])
+    def pretrain_dir(self, method: Method, seed: int, upto: int | None = None) -> Path | None:
+        """Run folder of the method's pre-training chain (up to stage ``upto``); None for random init."""
+        stages = method.stages[: upto] if upto is not None else method.stages
+        if not stages:
+            return None
+        chain = "+".join(stage + "".join(f"[{s}]" for s in sets) for stage, sets in stages)
+        return self.out / "pretrain" / f"{chain}-s{seed}"
 
-    def pretrained(self, method: Method, seed: int) -> str | None:
-        """Run (or reuse) the method's pre-training chain; return the final checkpoint path."""
-        ckpt = None
-        chain = []
-        for stage, sets in method.stages:
-            chain.append(stage + "".join(f"[{s}]" for s in sets))
-            run = self.out / "pretrain" / f"{'+'.join(chain)}-s{seed}"
-            done = run / "DONE"
-            if not done.exists():
-                argv = ["pretrain", "--stage", stage, *self._common(), "--out", str(run), "--seed", str(seed)]
-                if (run / "last.pt").exists():
-                    argv.append("--resume")
-                if ckpt:
-                    argv += ["--init", ckpt]
-                sets_all = [*self.overrides, *self.pre_over, *sets]
-                if sets_all:
-                    argv += ["--set", *sets_all]
-                _call(argv)
-                done.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
-            ckpt = str(run / "last.pt")
-        return ckpt
+    def cell_dir(self, name: str, fraction: float, seed: int) -> Path:
+        return self.out / "cells" / name / f"f{int(round(fraction * 100)):03d}" / f"s{seed}"
 
-    def cell(self, name: str, fraction: float, seed: int, grid: Grid) -> dict:
-        """Fine-tune + evaluate one cell; returns its metrics."""
-        method = METHODS[name]
-        cell = self.out / "cells" / name / f"f{int(round(fraction * 100)):03d}" / f"s{seed}"
-        metrics = cell / "eval" / "metrics.json"
-        if metrics.exists():
-            return json.loads(metrics.read_text())
-        init = self.pretrained(method, seed)
-        ft = cell / "finetune"
-        argv = ["finetune", *self._common(), "--out", str(ft), "--fraction", str(fraction),
-                "--modality", method.modality, "--seed", str(seed), "--no-eval"]
-        if (ft / "last.pt").exists() and not (ft / "DONE").exists():
-            argv.append("--resume")
-        if init:
-            argv += ["--init", init]
-        sets = [*self.overrides, *self.ft_over, *grid.overrides]
-        if sets:
-            argv += ["--set", *sets]
-        if not (ft / "DONE").exists():
-            _call(argv)
-            (ft / "DONE").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
-        _call(["evaluate", "--ckpt", str(ft / "last.pt"), *self._common()[2:], "--split", "val",
-               "--out", str(cell / "eval")])
-        return json.loads(metrics.read_text())
+    def plan(self, grid: Grid) -> list[Job]:
+        """Every job of the grid: pooling, shared pre-training chains, then fine-tune + evaluate per cell."""
+        jobs: dict[str, Job] = {}
+        if any(s in REGION_STAGES for m in grid.methods for s, _ in METHODS[m].stages):
+            jobs["pool"] = Job("pool", ["pool", *self._common()])
+        for name in grid.methods:
+            method = METHODS[name]
+            for seed in self.seeds:
+                prev = None
+                for k, (stage, sets) in enumerate(method.stages):
+                    run = self.pretrain_dir(method, seed, k + 1)
+                    key = f"pretrain/{run.name}"
+                    if key not in jobs:
+                        argv = ["pretrain", "--stage", stage, *self._common(), "--out", str(run), "--seed", str(seed)]
+                        if prev is not None:
+                            argv += ["--init", str(prev / "last.pt")]
+                        sets_all = [*self.overrides, *self.pre_over, *sets]
+                        if sets_all:
+                            argv += ["--set", *sets_all]
+                        deps = ([f"pretrain/{prev.name}"] if prev is not None else []) + \
+                            (["pool"] if stage in REGION_STAGES else [])
+                        jobs[key] = Job(key, argv, run / "DONE", deps, resume_from=run / "last.pt")
+                    prev = run
+                for fraction in grid.fractions:
+                    cell = self.cell_dir(name, fraction, seed)
+                    ft = cell / "finetune"
+                    argv = ["finetune", *self._common(), "--out", str(ft), "--fraction", str(fraction),
+                            "--modality", method.modality, "--seed", str(seed), "--no-eval"]
+                    if prev is not None:
+                        argv += ["--init", str(prev / "last.pt")]
+                    sets = [*self.overrides, *self.ft_over, *grid.overrides]
+                    if sets:
+                        argv += ["--set", *sets]
+                    key = f"finetune/{cell.relative_to(self.out / 'cells')}"
+                    jobs[key] = Job(key, argv, ft / "DONE", [f"pretrain/{prev.name}"] if prev else [],
+                                    resume_from=ft / "last.pt")
+                    ev = ["evaluate", "--ckpt", str(ft / "last.pt"), *self._common()[2:], "--split", "val",
+                          "--out", str(cell / "eval")]
+                    jobs[f"evaluate/{cell.relative_to(self.out / 'cells')}"] = Job(
+                        f"evaluate/{cell.relative_to(self.out / 'cells')}", ev, cell / "eval" / "metrics.json", [key])
+        return list(jobs.values())
 
-    def run(self, grid: Grid) -> dict[str, dict[float, list[dict]]]:
-        needs_regions = any(s in ("prc", "plrc", "rapc", "rad", "bevdistill")
-                            for m in grid.methods for s, _ in METHODS[m].stages)
-        if needs_regions:
-            self.pool()
+    def results(self, grid: Grid) -> dict[str, dict[float, list[dict]]]:
+        """Metrics of the grid's finished cells: {method: {fraction: [metrics per seed]}}."""
         results: dict[str, dict[float, list[dict]]] = {}
         for fraction in grid.fractions:
             for name in grid.methods:
                 for seed in self.seeds:
-                    results.setdefault(name, {}).setdefault(fraction, []).append(
-                        self.cell(name, fraction, seed, grid))
+                    path = self.cell_dir(name, fraction, seed) / "eval" / "metrics.json"
+                    if path.exists():
+                        results.setdefault(name, {}).setdefault(fraction, []).append(json.loads(path.read_text()))
         return results
+
+    def run(self, grid: Grid, parallel: int = 1, threads: int = 1) -> dict[str, dict[float, list[dict]]]:
+        run_jobs(self.plan(grid), parallel, self.out / "logs", threads)
+        return self.results(grid)
 
 
 def _ms(values: list[float], scale: float = 100.0) -> str:
@@ -225,6 +301,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fractions", type=float, nargs="+", help="override the grid's label fractions")
     parser.add_argument("--methods", nargs="+", help="override the grid's methods")
     parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE", help="overrides for every run")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs in parallel as subprocesses (default 1: in this process)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per parallel job")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -244,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
         dataroot, version = str(out / "world"), args.version or WORLD_VERSION
         ensure_world(Path(dataroot), seed=0, quick=False)
     study = Study(out, args.config, dataroot, version, tuple(args.seeds), args.set)
-    results = study.run(grid)
+    results = study.run(grid, parallel=args.jobs, threads=args.threads)
     md = f"## {grid.title}\n\nCommand: `calico study --grid {args.grid} ...` (folder {out})\n\n" + table(grid, results)
     (out / f"{args.grid}.md").write_text(md + "\n")
     (out / f"{args.grid}.json").write_text(json.dumps(
