@@ -83,7 +83,7 @@ def test_semantic_pooling_regions_and_filters():
     for part, share in ((car1, 0.95), (car2, 0.95), (ped, 0.8)):  # a pedestrian's feet are within the
         assert (part >= 0).mean() > share and len(np.unique(part[part >= 0])) == 1  # ground band
     assert np.unique(car1)[0] != np.unique(car2)[0]
-    assert (wall < 0).all()  # too long
+    assert (wall < 0).mean() > 0.99  # too long (cut at a smaller eps, a few fragments may remain)
     assert (pole < 0).all()  # tall and thin
     assert (r[:n0] >= 0).mean() < 0.01
 

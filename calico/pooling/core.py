@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from calico.config import PoolingConfig
@@ -12,7 +14,7 @@ from calico.pooling.ground import ground_mask
 
 def cluster(xyz: np.ndarray, cfg: PoolingConfig) -> np.ndarray:
     """DBSCAN ``xyz`` with the configured backend; int64 labels, -1 for noise."""
-    if cfg.dbscan_backend == "grid":
+    if cfg.dbscan_backend == "numba":
         return dbscan(xyz, cfg.eps, cfg.min_points)
     if cfg.dbscan_backend == "dbscan":
         import dbscan as dbscan_pkg  # the PyPI `dbscan` package (exact, C++)
@@ -24,7 +26,7 @@ def cluster(xyz: np.ndarray, cfg: PoolingConfig) -> np.ndarray:
         from sklearn.cluster import DBSCAN
 
         return DBSCAN(eps=cfg.eps, min_samples=cfg.min_points).fit_predict(xyz).astype(np.int64)
-    raise ValueError(f"unknown pooling.dbscan_backend {cfg.dbscan_backend!r} (grid, dbscan or sklearn)")
+    raise ValueError(f"unknown pooling.dbscan_backend {cfg.dbscan_backend!r} (numba, dbscan or sklearn)")
 
 
 def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
@@ -42,18 +44,42 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     regions = np.full(n, -1, dtype=np.int64)
     ground = np.zeros(n, dtype=bool)
     xyz = pts[:, :3].astype(np.float64)
-    valid = np.flatnonzero(np.isfinite(xyz).all(axis=1))
-    if len(valid) >= 1:
-        v = xyz[valid]
-        g, h = ground_mask(v, cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes,
-                           cfg.ground_levels)
-        ground[valid] = g
-        ng = np.flatnonzero(~g)
-        if len(ng):
-            labels = cluster(v[ng], cfg)
-            k = int(labels.max()) + 1
-            if k > 0:
-                keep = keep_clusters(cluster_stats(v[ng], h[ng], labels, k), cfg)
-                new_id = np.where(keep, np.cumsum(keep) - 1, -1)
-                regions[valid[ng]] = np.where(labels >= 0, new_id[np.maximum(labels, 0)], -1)
+    # non-finite rows and absurd coordinates (beyond any LiDAR's range) are semantic-less, not an error
+    valid = np.flatnonzero(np.isfinite(xyz).all(axis=1) & (np.abs(xyz) <= cfg.max_coord).all(axis=1))
+    if len(valid) == 0:
+        return (regions, ground) if return_ground else regions
+    v = xyz[valid]
+    g, h = ground_mask(v, cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes,
+                       cfg.ground_radial)
+    ground[valid] = g
+    cand = np.flatnonzero(~g)
+    if len(cand):
+        labels = _split(v[cand], h[cand], cluster(v[cand], cfg), cfg, tuple(cfg.split_eps))
+        regions[valid[cand]] = labels
     return (regions, ground) if return_ground else regions
+
+
+def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfig,
+           eps_list: tuple[float, ...]) -> np.ndarray:
+    """Apply the filters; clusters rejected as too large are re-clustered at the next, smaller eps.
+
+    Clusters at a smaller eps are subsets of those at a larger one, so this only ever cuts rejected
+    clusters (a row of parked cars, a pedestrian against a wall) into pieces, which face the filters again.
+    Returns labels numbered 0..R-1 (-1 for semantic-less points).
+    """
+    k = int(labels.max()) + 1
+    if k == 0:
+        return labels
+    stats = cluster_stats(xyz, h, labels, k)
+    keep = keep_clusters(stats, cfg)
+    out = np.where(labels >= 0, np.where(keep, np.cumsum(keep) - 1, -1)[np.maximum(labels, 0)], -1)
+    if eps_list:
+        retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (
+            (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area))
+        idx = np.flatnonzero((labels >= 0) & retry[np.maximum(labels, 0)])
+        if len(idx):
+            # pieces must be substantial: a wall or hedge cut at a small eps crumbles into small fragments
+            sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points)
+            sub = _split(xyz[idx], h[idx], cluster(xyz[idx], sub_cfg), sub_cfg, eps_list[1:])
+            out[idx] = np.where(sub >= 0, sub + int(keep.sum()), -1)
+    return out
