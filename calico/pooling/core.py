@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba as nb
 import numpy as np
 
 from calico.config import PoolingConfig
@@ -29,6 +30,28 @@ def cluster(xyz: np.ndarray, cfg: PoolingConfig) -> np.ndarray:
     raise ValueError(f"unknown pooling.dbscan_backend {cfg.dbscan_backend!r} (numba, dbscan or sklearn)")
 
 
+@nb.njit(cache=True)
+def _valid_xyz(pts, max_coord):
+    """Indices of rows whose x, y, z are finite and within ``max_coord``, and those xyz as float64."""
+    n = pts.shape[0]
+    idx = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        ok = True
+        for j in range(3):
+            v = pts[i, j]
+            if not (np.isfinite(v) and abs(v) <= max_coord):
+                ok = False
+        if ok:
+            idx[m] = i
+            m += 1
+    xyz = np.empty((m, 3))
+    for t in range(m):
+        for j in range(3):
+            xyz[t, j] = pts[idx[t], j]
+    return idx[:m], xyz
+
+
 def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
                      return_ground: bool = False):
     """Region id per point: -1 semantic-less (ground, noise, filtered clusters), else 0..R-1.
@@ -43,12 +66,10 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     n = len(pts)
     regions = np.full(n, -1, dtype=np.int64)
     ground = np.zeros(n, dtype=bool)
-    xyz = pts[:, :3].astype(np.float64)
     # non-finite rows and absurd coordinates (beyond any LiDAR's range) are semantic-less, not an error
-    valid = np.flatnonzero(np.isfinite(xyz).all(axis=1) & (np.abs(xyz) <= cfg.max_coord).all(axis=1))
+    valid, v = _valid_xyz(pts, float(cfg.max_coord))
     if len(valid) == 0:
         return (regions, ground) if return_ground else regions
-    v = xyz[valid]
     g, h = ground_mask(v, cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes,
                        cfg.ground_radial)
     ground[valid] = g

@@ -35,6 +35,25 @@ def _find(parent, a):
 
 
 @nb.njit(cache=True)
+def bounds(xyz):
+    """Per-column (min, max) of a 2-D array and whether all values are finite (numpy's axis-0 reductions
+    of (N, 3) rows are ~10x slower)."""
+    lo = np.full(xyz.shape[1], np.inf)
+    hi = np.full(xyz.shape[1], -np.inf)
+    finite = True
+    for i in range(xyz.shape[0]):
+        for j in range(xyz.shape[1]):
+            v = xyz[i, j]
+            if not np.isfinite(v):
+                finite = False
+            if v < lo[j]:
+                lo[j] = v
+            if v > hi[j]:
+                hi[j] = v
+    return lo, hi, finite
+
+
+@nb.njit(cache=True)
 def _column_ranges(ukey, c, offs, jlo, jhi):
     """Advance the 25 column pointers to cube ``c``: cubes jlo[k]..jhi[k]-1 lie in column k of its block."""
     nc = len(ukey)
@@ -178,17 +197,24 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
         if not has_core[c]:
             continue
         _column_ranges(ukey, c, offs, jlo, jhi)
+        ra = _find(parent, c)
         for k in range(no):
             for d in range(max(jlo[k], c + 1), jhi[k]):
                 if not has_core[d]:
                     continue
-                ra, rb = _find(parent, c), _find(parent, d)
+                rb = _find(parent, d)
                 if ra == rb:
                     continue
                 linked = False
+                ddz = cz[d] - cz[c]
                 for i in range(cstart[c], cstart[c + 1]):
                     if not core[i]:
                         continue
+                    gx = _gap(colx[k], fr[i, 0])
+                    gy = _gap(coly[k], fr[i, 1])
+                    gz = _gap(ddz, fr[i, 2])
+                    if gx * gx + gy * gy + gz * gz > lim:
+                        continue  # this point is too far from cube d for any pair
                     for q in range(cstart[d], cstart[d + 1]):
                         if core[q]:
                             dx = p[q, 0] - p[i, 0]
@@ -201,6 +227,7 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
                         break
                 if linked:
                     parent[max(ra, rb)] = min(ra, rb)
+                    ra = min(ra, rb)
     # sklearn numbers clusters by their lowest-index core point ("seed") and gives a border point
     # the cluster expanded first, i.e. the neighbouring one with the lowest seed
     big = np.iinfo(np.int64).max
@@ -277,8 +304,8 @@ def dbscan(xyz: np.ndarray, eps: float = 0.75, min_samples: int = 5) -> np.ndarr
         raise ValueError(f"dbscan: eps must be > 0, got {eps}")
     if len(xyz) == 0:
         return np.zeros(0, np.int64)
-    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+    lo, hi, finite = bounds(xyz)
+    if not finite:
         raise ValueError("dbscan: non-finite coordinates")
     side = eps / np.sqrt(3.0)
     dims = np.floor((hi - lo) / side) + 1 + 2 * _PAD
@@ -286,9 +313,11 @@ def dbscan(xyz: np.ndarray, eps: float = 0.75, min_samples: int = 5) -> np.ndarr
         raise ValueError(f"dbscan: extent {hi - lo} m is too large for eps {eps} (cube keys would overflow int64)")
     nx, ny, nz = (int(v) for v in dims)
     order, p, fr, cstart, ukey, cz = _sort_cubes(xyz, lo, side, ny, nz, nx * ny)
-    offs = np.array([(dx * ny + dy) * nz for dx in range(-2, 3) for dy in range(-2, 3)], np.int64)
-    colx = np.repeat(np.arange(-2, 3), 5).astype(np.int64)
-    coly = np.tile(np.arange(-2, 3), 5).astype(np.int64)
+    # nearest columns first: the core test's early exit at min_samples then comes sooner
+    cols = sorted(((dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)), key=lambda d: d[0] ** 2 + d[1] ** 2)
+    colx = np.array([d[0] for d in cols], np.int64)
+    coly = np.array([d[1] for d in cols], np.int64)
+    offs = (colx * ny + coly) * nz
     eps2 = float(eps) ** 2
     lim = 3.0 * (1 + 1e-9) + 1e-9  # eps^2 / side^2, widened: the pruning must never drop a true neighbour
     return _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, max(1, int(min_samples)))

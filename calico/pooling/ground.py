@@ -21,6 +21,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from calico.pooling.dbscan import bounds
+
 _MAX_CELLS = 1024  # per axis: bounds the grid for pathological extents (the cell grows instead)
 _SQRT2 = float(np.sqrt(2.0))
 
@@ -55,7 +57,14 @@ def _lift_outliers(grid, drop):
                         buf[k] = grid[a, b]
                         k += 1
             if k >= 3:
-                med = np.sort(buf[:k])[(k - 1) // 2]
+                for a in range(1, k):  # insertion sort of <= 8 values
+                    v = buf[a]
+                    b = a - 1
+                    while b >= 0 and buf[b] > v:
+                        buf[b + 1] = buf[b]
+                        b -= 1
+                    buf[b + 1] = v
+                med = buf[(k - 1) // 2]
                 if grid[i, j] < med - drop:
                     out[i, j] = med
     return out
@@ -150,13 +159,13 @@ def _radial(grid, step, i0, j0):
 
 
 @nb.njit(cache=True)
-def _classify(z, flat, height, thresh):
-    n = len(z)
+def _classify(xyz, flat, height, thresh):
+    n = len(xyz)
     ground = np.empty(n, np.bool_)
     h = np.empty(n)
     for i in range(n):
         h[i] = height[flat[i]]
-        ground[i] = z[i] <= h[i] + thresh
+        ground[i] = xyz[i, 2] <= h[i] + thresh
     return ground, h
 
 
@@ -164,8 +173,8 @@ def ground_surface(xyz: np.ndarray, cell: float = 1.0, max_slope: float = 0.1, p
                    radial: bool = True, outlier_drop: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(height, flat_index)``: the ground height of each grid cell (flattened) and each point's cell."""
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
-    lo = xyz[:, :2].min(axis=0)
-    span = xyz[:, :2].max(axis=0) - lo
+    lo, hi, _ = bounds(xyz)
+    lo, span = lo[:2], (hi - lo)[:2]
     cell = max(cell, float(span.max()) / (_MAX_CELLS - 1))
     ny, nx = int(span[0] / cell) + 1, int(span[1] / cell) + 1
     grid, flat = _cell_min(xyz, float(lo[0]), float(lo[1]), cell, ny, nx)
@@ -185,4 +194,4 @@ def ground_mask(xyz: np.ndarray, cell: float = 1.0, thresh: float = 0.25, max_sl
         return np.zeros(0, bool), np.zeros(0)
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
     height, flat = ground_surface(xyz, cell, max_slope, passes, radial)
-    return _classify(xyz[:, 2].copy(), flat, height, thresh)
+    return _classify(xyz, flat, height, thresh)
