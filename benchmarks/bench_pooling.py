@@ -98,9 +98,9 @@ def speed_rows(clouds: list[tuple[str, np.ndarray]], reps: int) -> list[str]:
     cfg = PoolingConfig()
     no_split = dataclasses.replace(cfg, split_eps=())
     rows = []
+    gargs = (cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes, cfg.ground_radial)
     for name, pts in clouds:
         xyz = pts[:, :3].astype(np.float64)
-        gargs = (cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes, cfg.ground_radial)
         g, _ = ground_mask(xyz, *gargs)
         ng = np.ascontiguousarray(xyz[~g])
         t_ground = best_ms(lambda xyz=xyz: ground_mask(xyz, *gargs), reps)
