@@ -97,6 +97,21 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
     if eps_list:
         retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (
             (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area))
+        if cfg.split_kept_share < 1.0:
+            # kept clusters that fall apart at the smaller eps into >= 2 big pieces (two pedestrians side
+            # by side) are cut too
+            kidx = np.flatnonzero((labels >= 0) & keep[np.maximum(labels, 0)])
+            sub = cluster(xyz[kidx], dataclasses.replace(cfg, eps=eps_list[0]))
+            parent = labels[kidx]
+            pairs = np.unique(np.stack([parent[sub >= 0], sub[sub >= 0]], 1), axis=0, return_counts=True)
+            piece_parent, piece_n = pairs[0][:, 0], pairs[1]
+            big = piece_n >= np.maximum(cfg.split_kept_share * stats["count"][piece_parent], cfg.split_min_points)
+            n_big = np.bincount(piece_parent[big], minlength=k)
+            cut = n_big >= 2
+            if cut.any():
+                retry |= cut
+                keep &= ~cut
+                out = np.where(labels >= 0, np.where(keep, np.cumsum(keep) - 1, -1)[np.maximum(labels, 0)], -1)
         idx = np.flatnonzero((labels >= 0) & retry[np.maximum(labels, 0)])
         if len(idx):
             # pieces must be substantial: a wall or hedge cut at a small eps crumbles into small fragments
