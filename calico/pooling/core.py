@@ -80,42 +80,51 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     return (regions, ground) if return_ground else regions
 
 
+def _number(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Labels of kept clusters renumbered 0..R-1, everything else -1."""
+    return np.where(labels >= 0, np.where(keep, np.cumsum(keep) - 1, -1)[np.maximum(labels, 0)], -1)
+
+
 def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfig,
            eps_list: tuple[float, ...]) -> np.ndarray:
     """Apply the filters; clusters rejected as too large are re-clustered at the next, smaller eps.
 
-    Clusters at a smaller eps are subsets of those at a larger one, so this only ever cuts rejected
-    clusters (a row of parked cars, a pedestrian against a wall) into pieces, which face the filters again.
-    Returns labels numbered 0..R-1 (-1 for semantic-less points).
+    Clusters at a smaller eps are subsets of those at a larger one, so this only ever cuts clusters (a row
+    of parked cars, a pedestrian against a wall) into pieces, which face the filters again. A kept cluster
+    that falls apart at the smaller eps into >= 2 pieces holding ``split_kept_share`` of its points each
+    (two pedestrians side by side) is cut as well. Returns labels 0..R-1 (-1 for semantic-less points).
     """
     k = int(labels.max()) + 1
     if k == 0:
         return labels
     stats = cluster_stats(xyz, h, labels, k)
     keep = keep_clusters(stats, cfg)
-    out = np.where(labels >= 0, np.where(keep, np.cumsum(keep) - 1, -1)[np.maximum(labels, 0)], -1)
-    if eps_list:
-        retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (
-            (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area))
-        if cfg.split_kept_share < 1.0:
-            # kept clusters that fall apart at the smaller eps into >= 2 big pieces (two pedestrians side
-            # by side) are cut too
-            kidx = np.flatnonzero((labels >= 0) & keep[np.maximum(labels, 0)])
-            sub = cluster(xyz[kidx], dataclasses.replace(cfg, eps=eps_list[0]))
-            parent = labels[kidx]
-            pairs = np.unique(np.stack([parent[sub >= 0], sub[sub >= 0]], 1), axis=0, return_counts=True)
-            piece_parent, piece_n = pairs[0][:, 0], pairs[1]
-            big = piece_n >= np.maximum(cfg.split_kept_share * stats["count"][piece_parent], cfg.split_min_points)
-            n_big = np.bincount(piece_parent[big], minlength=k)
-            cut = n_big >= 2
-            if cut.any():
-                retry |= cut
-                keep &= ~cut
-                out = np.where(labels >= 0, np.where(keep, np.cumsum(keep) - 1, -1)[np.maximum(labels, 0)], -1)
-        idx = np.flatnonzero((labels >= 0) & retry[np.maximum(labels, 0)])
-        if len(idx):
-            # pieces must be substantial: a wall or hedge cut at a small eps crumbles into small fragments
-            sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points)
-            sub = _split(xyz[idx], h[idx], cluster(xyz[idx], sub_cfg), sub_cfg, eps_list[1:])
-            out[idx] = np.where(sub >= 0, sub + int(keep.sum()), -1)
+    if not eps_list:
+        return _number(labels, keep)
+    retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (
+        (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area))
+    try_kept = cfg.split_kept_share < 1.0
+    idx = np.flatnonzero((labels >= 0) & (retry | (keep & try_kept))[np.maximum(labels, 0)])
+    if len(idx) == 0:
+        return _number(labels, keep)
+    sub = cluster(xyz[idx], dataclasses.replace(cfg, eps=eps_list[0]))  # one DBSCAN serves both cases
+    parent = labels[idx]
+    if try_kept:
+        m = sub >= 0
+        pieces, piece_n = np.unique(parent[m] * (int(sub.max()) + 1) + sub[m], return_counts=True)
+        piece_parent = pieces // (int(sub.max()) + 1)
+        big = piece_n >= np.maximum(cfg.split_kept_share * stats["count"][piece_parent], cfg.split_min_points)
+        cut = keep & (np.bincount(piece_parent[big], minlength=k) >= 2)
+        retry |= cut
+        keep &= ~cut
+    out = _number(labels, keep)
+    r = retry[parent]
+    if r.any():
+        # pieces must be substantial: a wall or hedge cut at a small eps crumbles into small fragments
+        sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points,
+                                      split_kept_share=1.0)  # pairs are cut once, at the first smaller eps
+        _, sub_r = np.unique(sub[r], return_inverse=True)  # compact ids; noise (-1) becomes id 0 when present
+        sub_r = sub_r.astype(np.int64) - int((sub[r] < 0).any())
+        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:])
+        out[idx[r]] = np.where(res >= 0, res + int(keep.sum()), -1)
     return out
