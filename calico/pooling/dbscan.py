@@ -24,6 +24,7 @@ import numba as nb
 import numpy as np
 
 _PAD = 2  # cube-index padding: the +-2 neighbour offsets never wrap into another column
+_STORE_CUBES = 1_000_000  # up to this many cubes, neighbour ranges are stored once (else recomputed per pass)
 
 
 @nb.njit(cache=True, inline="always")
@@ -151,15 +152,29 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
     nc = len(ukey)
     no = len(offs)
     core = np.zeros(n, np.bool_)
-    jlo = np.zeros(no, np.int64)
-    jhi = np.zeros(no, np.int64)
+    jlo = np.zeros(no, np.int32)
+    jhi = np.zeros(no, np.int32)
+    # the 25 column ranges of every cube, computed once for the three passes (200 B per cube)
+    store = nc <= _STORE_CUBES
+    rlo = np.zeros((nc if store else 0, no), np.int32)
+    rhi = np.zeros((nc if store else 0, no), np.int32)
+    if store:
+        for c in range(nc):
+            _column_ranges(ukey, c, offs, jlo, jhi)
+            rlo[c] = jlo
+            rhi[c] = jhi
+        jlo[:] = 0
+        jhi[:] = 0
     # 1. core test; dense cubes need none, others count neighbours with an early exit at min_samples
     for c in range(nc):
         a0, a1 = cstart[c], cstart[c + 1]
         if a1 - a0 >= min_samples:
             core[a0:a1] = True
             continue
-        _column_ranges(ukey, c, offs, jlo, jhi)
+        if store:
+            jlo, jhi = rlo[c], rhi[c]
+        else:
+            _column_ranges(ukey, c, offs, jlo, jhi)
         for i in range(a0, a1):
             cnt = 0
             for k in range(no):
@@ -191,12 +206,16 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
             if core[i]:
                 has_core[c] = True
                 break
-    jlo[:] = 0
-    jhi[:] = 0
+    if not store:
+        jlo[:] = 0
+        jhi[:] = 0
     for c in range(nc):
         if not has_core[c]:
             continue
-        _column_ranges(ukey, c, offs, jlo, jhi)
+        if store:
+            jlo, jhi = rlo[c], rhi[c]
+        else:
+            _column_ranges(ukey, c, offs, jlo, jhi)
         ra = _find(parent, c)
         for k in range(no):
             for d in range(max(jlo[k], c + 1), jhi[k]):
@@ -242,8 +261,9 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
                     seed[r] = min(seed[r], order[i])
     # 3. border points: the neighbouring core component with the lowest seed
     border = np.full(n, -1, np.int64)
-    jlo[:] = 0
-    jhi[:] = 0
+    if not store:
+        jlo[:] = 0
+        jhi[:] = 0
     for c in range(nc):
         a0, a1 = cstart[c], cstart[c + 1]
         if a1 - a0 >= min_samples:
@@ -254,7 +274,10 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
                 need = True
         if not need:
             continue
-        _column_ranges(ukey, c, offs, jlo, jhi)
+        if store:
+            jlo, jhi = rlo[c], rhi[c]
+        else:
+            _column_ranges(ukey, c, offs, jlo, jhi)
         for i in range(a0, a1):
             if core[i]:
                 continue
