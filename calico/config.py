@@ -49,12 +49,12 @@ class PoolingConfig:
     ground_cell: float = 1.0  # m, cell of the ground model
     ground_thresh: float = 0.25  # m above the ground surface still counted as ground
     ground_max_slope: float = 0.1  # rise per metre the ground surface may take from a neighbouring cell
-    ground_passes: int = 4  # erosion passes: how far (cells) a low neighbour pulls a cell down
-    ground_levels: int = 1  # coarse-to-fine levels (1 = fine grid only; more reach across wide occlusions)
+    ground_passes: int = 4  # erosion passes: how far (cells) a low cell pulls others down; 0 = no limit
+    ground_radial: bool = True  # also grow a surface from the sensor outward; the lower of the two counts
     # clustering
     eps: float = 0.75  # DBSCAN radius (paper)
     min_points: int = 5  # DBSCAN min samples (paper)
-    dbscan_backend: str = "dbscan"  # "dbscan" (PyPI package, exact, fastest measured), "grid" or "sklearn"
+    dbscan_backend: str = "numba"  # "numba" (ours, = sklearn's labels, fastest), "dbscan" (PyPI) or "sklearn"
     # filters (calico/pooling/filters.py): bounds a bus/trailer still satisfies
     max_extent: float = 14.0  # m, longest side of a kept cluster's BEV box
     max_area: float = 45.0  # m^2, BEV box area
@@ -63,6 +63,11 @@ class PoolingConfig:
     pole_min_height: float = 2.5  # m: a cluster this tall ...
     pole_max_width: float = 0.6  # m: ... and at most this long in BEV is a pole or trunk
     min_cluster_points: int = 5
+    # rejected-as-too-large clusters are re-clustered at each of these smaller eps in turn (core._split)
+    split_eps: tuple[float, ...] = (0.5, 0.35)
+    split_kept_share: float = 0.3  # also cut kept clusters that split into >= 2 pieces of this share each (1: off)
+    split_min_points: int = 5  # fewest points of a piece cut from a rejected cluster (more: purer, lower recall)
+    max_coord: float = 1000.0  # m: points beyond this in any coordinate are treated as invalid (semantic-less)
 
 
 @dataclass

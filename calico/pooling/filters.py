@@ -7,24 +7,40 @@ very thin clusters are poles and trunks; clusters floating well above the ground
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
+
+
+@nb.njit(cache=True)
+def _minmax(cols, lab, k):
+    """Per-cluster min and max of each column of ``cols`` (M, C) (numba: ``np.minimum.at`` is ~10x slower)."""
+    c = cols.shape[1]
+    lo = np.full((k, c), np.inf)
+    hi = np.full((k, c), -np.inf)
+    for i in range(len(lab)):
+        a = lab[i]
+        if a < 0:
+            continue
+        for j in range(c):
+            v = cols[i, j]
+            if v < lo[a, j]:
+                lo[a, j] = v
+            if v > hi[a, j]:
+                hi[a, j] = v
+    return lo, hi
 
 
 def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Per-cluster statistics for ``labels`` in 0..k-1 (points labelled -1 are ignored)."""
-    m = labels >= 0
-    lab = labels[m]
-    x, y, z, g = xyz[m, 0], xyz[m, 1], xyz[m, 2], ground_h[m]
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     # Extents along the axes and along the diagonals: the smaller of the two boxes is close to the
     # minimum-area box for the rectangle-like footprints of vehicles, whatever their heading.
     u, v = (x + y) * np.sqrt(0.5), (x - y) * np.sqrt(0.5)
-    out: dict[str, np.ndarray] = {"count": np.bincount(lab, minlength=k)}
-    for name, arr in (("x", x), ("y", y), ("z", z), ("u", u), ("v", v), ("zg", z - g)):
-        lo = np.full(k, np.inf)
-        hi = np.full(k, -np.inf)
-        np.minimum.at(lo, lab, arr)
-        np.maximum.at(hi, lab, arr)
-        out[name + "_min"], out[name + "_max"] = lo, hi
+    cols = np.stack([x, y, z, u, v, z - ground_h], axis=1)
+    lo, hi = _minmax(cols, np.asarray(labels, np.int64), k)
+    out: dict[str, np.ndarray] = {"count": np.bincount(labels[labels >= 0], minlength=k)}
+    for j, name in enumerate(("x", "y", "z", "u", "v", "zg")):
+        out[name + "_min"], out[name + "_max"] = lo[:, j], hi[:, j]
     dx, dy = out["x_max"] - out["x_min"], out["y_max"] - out["y_min"]
     du, dv = out["u_max"] - out["u_min"], out["v_max"] - out["v_min"]
     axis_better = dx * dy <= du * dv

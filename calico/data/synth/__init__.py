@@ -5,6 +5,7 @@
 """
 
 from .generate import generate
+from .labels import ground_truth_labels
 from .mapgen import MAP_NAME
 
-__all__ = ["generate", "MAP_NAME"]
+__all__ = ["generate", "ground_truth_labels", "MAP_NAME"]

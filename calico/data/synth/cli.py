@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, nargs=2, default=(225, 400), metavar=("H", "W"))
     parser.add_argument("--version", default="v1.0-synth")
+    parser.add_argument("--labels", action="store_true",
+                        help="also write what each LiDAR ray hit (labels/*.npy: object id, -2 ground, -3 ego roof)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = generate(Path(args.out), scenes=args.scenes, samples_per_scene=args.samples_per_scene,
                            sweeps=args.sweeps, seed=args.seed, image_size=tuple(args.image_size),
-                           version=args.version, progress=not args.no_progress)
+                           version=args.version, progress=not args.no_progress, labels=args.labels)
     except ValueError as exc:
         raise CalicoError(str(exc)) from exc
     except OSError as exc:

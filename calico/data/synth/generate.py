@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from . import camera, lidar
+from .labels import write_labels
 from .layout import MARGIN, build_scene
 from .mapgen import MAP_NAME, MapBuilder
 from .rig import CAMERA_NAMES, build_rig, quat_from_matrix
@@ -38,11 +39,13 @@ def _check_args(scenes, samples_per_scene, sweeps, image_size) -> None:
 
 
 def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, sweeps: int = 3, seed: int = 0,
-             image_size: tuple[int, int] = (225, 400), version: str = "v1.0-synth", progress: bool = True) -> dict:
+             image_size: tuple[int, int] = (225, 400), version: str = "v1.0-synth", progress: bool = True,
+             labels: bool = False) -> dict:
     """Write ``scenes`` procedural scenes of ``samples_per_scene`` keyframes into ``out_dir``.
 
     Returns a summary: scenes, samples, boxes per class, points per keyframe (and within 1 m), seconds.
-    The output is a pure function of the arguments (same bytes for the same arguments).
+    The output is a pure function of the arguments (same bytes for the same arguments). ``labels=True`` also
+    writes what each LiDAR ray hit (``calico.data.synth.labels``), e.g. to score ground removal.
     """
     _check_args(scenes, samples_per_scene, sweeps, image_size)
     start = time.perf_counter()
@@ -63,7 +66,7 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
         world, rng = scene_world(seed, si, samples_per_scene)
         maps.add_scene(world)
         _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, cat_tok, attr_tok,
-                     samples_per_scene, sweeps, rng, stats, bar)
+                     samples_per_scene, sweeps, rng, stats, bar, labels)
     bar.close()
     maps.write(root)
     _write_map_table(root, tok, tables)
@@ -107,7 +110,7 @@ def _global_pose(world: SceneWorld, t: float) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, cat_tok, attr_tok,
-                 n_samples, n_sweeps, rng, stats, bar) -> None:
+                 n_samples, n_sweeps, rng, stats, bar, labels=False) -> None:
     log_name = f"synth-s{seed}-{si:04d}"
     log_token, scene_token = tok.new("log"), tok.new("scene")
     tables["log"].append({"token": log_token, "logfile": log_name, "vehicle": "synth", "date_captured": "2020-09-13",
@@ -138,6 +141,8 @@ def _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, c
             fname = f"{folder}/LIDAR_TOP/{log_name}__LIDAR_TOP__{ts}.pcd.bin"
             (root / fname).parent.mkdir(parents=True, exist_ok=True)
             pts.tofile(root / fname)
+            if labels:
+                write_labels(root, fname, ids)
             sd = _sample_data(tok, tables, sample["token"], cs_tok["LIDAR_TOP"], ts, fname, j == 0, grot, gtrans)
             chains["LIDAR_TOP"].append(sd)
             if j == 0:
