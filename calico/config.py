@@ -152,6 +152,9 @@ class PretrainConfig:
     simipu_points: int = 1024  # SimIPU: LiDAR points per frame that project into some image
     ckpt_every: int = 500  # steps
     amp: bool = True
+    grad_clip: float = 35.0  # as fine-tuning (App. B)
+    schedule: str = "cyclic"  # "cyclic", "onecycle" or "constant" (calico.engine.optim)
+    max_steps: int = 0  # > 0 caps the optimiser steps; the schedule spans the capped run
 
 
 @dataclass
@@ -220,9 +223,9 @@ CPU_OVERRIDES: dict[str, Any] = {
     "pretrain.proj_hidden": 128,
     "pretrain.proj_out": 64,
     "pretrain.amp": False,
-    "finetune.epochs": 8,
+    "finetune.epochs": 10,
     "finetune.batch_size": 2,
-    "finetune.lr": 1e-3,
+    "finetune.lr": 5e-4,
     "finetune.amp": False,
 }
 

@@ -120,6 +120,15 @@ def run_jobs(jobs: list[Job], parallel: int = 1, log_dir: Path | None = None, th
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
+    # Start jobs that unblock the most others first (pre-training before the cells that wait for it).
+    dependants = {j.name: 0 for j in jobs}
+    for j in jobs:
+        stack = list(j.deps)
+        while stack:
+            d = stack.pop()
+            dependants[d] = dependants.get(d, 0) + 1
+            stack.extend(next((x.deps for x in jobs if x.name == d), []))
+    pending.sort(key=lambda j: -dependants[j.name])
     while pending or running:
         for job in [j for j in pending if all(d in finished for d in j.deps)]:
             if len(running) >= parallel:
@@ -158,11 +167,14 @@ class Study:
 
     def __init__(self, out: Path, config: str, dataroot: str, version: str, seeds: tuple[int, ...],
                  overrides: list[str], pretrain_overrides: list[str] | None = None,
-                 finetune_overrides: list[str] | None = None):
+                 finetune_overrides: list[str] | None = None, stage_overrides: dict[str, list[str]] | None = None):
+        """``overrides`` go to every run, ``pretrain_overrides`` / ``finetune_overrides`` to every run of that
+        kind, ``stage_overrides[stage]`` to the pre-training runs of one stage (applied last)."""
         self.out, self.config, self.dataroot, self.version = Path(out), config, dataroot, version
         self.seeds, self.overrides = seeds, list(overrides)
         self.pre_over = list(pretrain_overrides or [])
         self.ft_over = list(finetune_overrides or [])
+        self.stage_over = dict(stage_overrides or {})
 
     def _common(self) -> list[str]:
         return ["--config", self.config, "--dataroot", self.dataroot, "--version", self.version]
@@ -194,7 +206,7 @@ class Study:
                         argv = ["pretrain", "--stage", stage, *self._common(), "--out", str(run), "--seed", str(seed)]
                         if prev is not None:
                             argv += ["--init", str(prev / "last.pt")]
-                        sets_all = [*self.overrides, *self.pre_over, *sets]
+                        sets_all = [*self.overrides, *self.pre_over, *self.stage_over.get(stage, []), *sets]
                         if sets_all:
                             argv += ["--set", *sets_all]
                         deps = ([f"pretrain/{prev.name}"] if prev is not None else []) + \

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _box_corners(box: np.ndarray) -> np.ndarray:
+def box_corners(box: np.ndarray) -> np.ndarray:
     """(5, 2) closed BEV outline of a box ``x, y, z, w, l, h, yaw``."""
     x, y, w, length, yaw = box[0], box[1], box[3], box[4], box[6]
     c, s = np.cos(yaw), np.sin(yaw)
@@ -30,7 +30,7 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
     palette = rng.uniform(0.1, 0.95, size=(max(1, int(regions.max()) + 1), 3))
     ax.scatter(xyz[~less, 0], xyz[~less, 1], s=0.8, c=palette[regions[~less]], linewidths=0)
     for box in boxes:
-        cx = _box_corners(box)
+        cx = box_corners(box)
         ax.plot(cx[:, 0], cx[:, 1], "r-", lw=0.8)
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)

@@ -1,0 +1,164 @@
+"""Figures for the demo report: BEV feature maps (paper Fig. 9/10), detections against ground truth in BEV and
+in a camera, and training curves. Every figure is computed from the run folders it is given."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calico.config import CLASSES, Config
+from calico.pooling.plot import box_corners
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _model(cfg: Config, ckpt: str | None):
+    from calico.engine.checkpoint import load_init
+    from calico.models import build_model
+
+    torch.manual_seed(cfg.seed)  # the same random initialisation for every panel without a checkpoint
+    model = build_model(cfg.model, cfg.data)
+    if ckpt:
+        load_init(model, ckpt, verbose=False)
+    return model.eval()
+
+
+def pca_rgb(fmap: torch.Tensor) -> np.ndarray:
+    """(C, S, S) features -> (S, S, 3) image: the first three principal components, each scaled to [0, 1]."""
+    c, h, w = fmap.shape
+    x = fmap.reshape(c, -1).T.double()
+    x = x - x.mean(0)
+    _, _, v = torch.pca_lowrank(x, q=min(3, c), center=False)
+    y = (x @ v[:, :3]).numpy()
+    lo, hi = np.percentile(y, 1, axis=0), np.percentile(y, 99, axis=0)
+    y = np.clip((y - lo) / np.maximum(hi - lo, 1e-9), 0, 1)
+    if y.shape[1] < 3:
+        y = np.concatenate([y, np.zeros((len(y), 3 - y.shape[1]))], 1)
+    return y.reshape(h, w, 3)
+
+
+def feature_maps_figure(cfg: Config, batch: dict, panels: dict[str, str | None], out: Path) -> Path:
+    """F^LiDAR and F^Camera of one sample for each (label -> checkpoint or None for random init)."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 8), squeeze=False)
+    ext = cfg.data.point_cloud_range
+    for k, (label, ckpt) in enumerate(panels.items()):
+        with torch.no_grad():
+            feats = _model(cfg, ckpt).extract(batch)
+        for row, key in enumerate(("lidar_bev", "camera_bev")):
+            ax = axes[row, k]
+            if feats.get(key) is None:
+                ax.axis("off")
+                continue
+            ax.imshow(pca_rgb(feats[key][0]), origin="lower", extent=(ext[0], ext[3], ext[1], ext[4]))
+            ax.set_title(f"{'F^LiDAR' if row == 0 else 'F^Camera'}: {label}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("BEV feature maps (first 3 principal components as RGB) of one val sample")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def detections_figure(cfg: Config, ckpt: str, sample: dict, batch: dict, out: Path, score: float = 0.3,
+                      camera: int = 0) -> Path:
+    """Predicted boxes (score >= ``score``, red) and GT (green) in BEV and projected into one camera."""
+    plt = _plt()
+    with torch.no_grad():
+        model = _model(cfg, ckpt)
+        det = model.decode(model(batch))[0]
+    keep = det["scores"] >= score
+    pred = det["boxes"][keep].numpy()
+    labels = det["labels"][keep].numpy()
+    gt = np.asarray(sample["gt_boxes"])
+    fig, (ax, axc) = plt.subplots(1, 2, figsize=(16, 7), gridspec_kw={"width_ratios": [1, 1.4]})
+    pts = sample["points"]
+    ax.scatter(pts[:, 0], pts[:, 1], s=0.15, c="#999999", linewidths=0)
+    for boxes, colour in ((gt, "g"), (pred, "r")):
+        for b in boxes:
+            c = box_corners(b)
+            ax.plot(c[:, 0], c[:, 1], colour + "-", lw=0.8)
+    r = cfg.data.point_cloud_range
+    ax.set_xlim(r[0], r[3])
+    ax.set_ylim(r[1], r[4])
+    ax.set_aspect("equal")
+    ax.set_title(f"BEV: {len(pred)} detections (red, score ≥ {score}) vs {len(gt)} GT boxes (green)")
+    if "images" in sample:
+        img = sample["images"][camera]
+        axc.imshow(img)
+        m = np.asarray(sample["lidar2img"][camera])
+        for boxes, colour, names in ((gt, "g", None), (pred, "r", labels)):
+            for j, b in enumerate(boxes):
+                _draw_box(axc, b, m, colour, img.shape, CLASSES[names[j]] if names is not None else None)
+        axc.set_xlim(0, img.shape[1])
+        axc.set_ylim(img.shape[0], 0)
+        axc.set_title(f"{cfg.data.cameras[camera]}")
+    axc.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _draw_box(ax, box: np.ndarray, lidar2img: np.ndarray, colour: str, shape, label: str | None) -> None:
+    x, y, z, w, length, h, yaw = box[:7]
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * length / 2
+    dy = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * w / 2
+    dz = np.array([-1, -1, -1, -1, 1, 1, 1, 1]) * h / 2
+    xyz = np.stack([x + c * dx - s * dy, y + s * dx + c * dy, z + dz], 1)
+    cam = xyz @ lidar2img[:3, :3].T + lidar2img[:3, 3]
+    if np.any(cam[:, 2] < 0.5):
+        return
+    uv = cam[:, :2] / cam[:, 2:3]
+    if uv[:, 0].max() < 0 or uv[:, 0].min() > shape[1] or uv[:, 1].max() < 0 or uv[:, 1].min() > shape[0]:
+        return
+    for a, b in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)):
+        ax.plot(uv[[a, b], 0], uv[[a, b], 1], colour + "-", lw=0.7)
+    if label:
+        ax.text(uv[:, 0].min(), uv[:, 1].min(), label, color=colour, fontsize=6)
+
+
+_STEP = re.compile(r"step (\d+) .*?\bloss ([-0-9.eE+naif]+)")
+
+
+def read_loss_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, loss) from a run's ``log.txt`` (written by the engine every ``log_every`` steps)."""
+    steps, losses = [], []
+    path = Path(run_dir) / "log.txt"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            m = _STEP.search(line)
+            if m:
+                steps.append(int(m.group(1)))
+                losses.append(float(m.group(2)))
+    return np.asarray(steps), np.asarray(losses)
+
+
+def training_curves_figure(runs: dict[str, Path], out: Path, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, run in runs.items():
+        steps, loss = read_loss_curve(run)
+        if len(steps):
+            ax.plot(steps, loss, marker=".", label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
