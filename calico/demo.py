@@ -34,7 +34,7 @@ class DemoSize:
 
 
 SIZES = {
-    "full": DemoSize(8, 10, 3, 0.2, 0.5, 150, 100, 120),
+    "full": DemoSize(8, 10, 3, 0.2, 0.5, 150, 100, 100),
     "quick": DemoSize(3, 3, 1, 0.5, 1.0, 4, 4, 4),
 }
 
