@@ -74,27 +74,36 @@ def build_from_checkpoint(ckpt: dict[str, Any], cfg: Config, path: str | Path) -
     return model
 
 
-def run(args: argparse.Namespace) -> int:
-    from calico.eval.runner import run_evaluation
+def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = None, overrides: list[str] | None = None,
+                   version: str | None = None, device: str | None = None) -> tuple[Config, torch.nn.Module]:
+    """Config and model of a fine-tuning checkpoint, ready to evaluate (also used by ``calico robustness``).
 
-    ckpt = load_checkpoint(args.ckpt)
-    if args.config:
+    The config is ``config`` (preset or config.json) when given, else the checkpoint's own; ``dataroot`` /
+    ``version`` / ``overrides`` are applied on top; the weights are loaded strictly."""
+    ckpt = load_checkpoint(ckpt_path)
+    if config:
         try:
-            cfg = get_config(args.config)
+            cfg = get_config(config)
         except ValueError as exc:
             raise CalicoError(str(exc)) from exc
     else:
-        cfg = checkpoint_config(ckpt, args.ckpt)
-    cfg.data.dataroot = args.dataroot
-    if args.version:
-        cfg.data.version = args.version
+        cfg = checkpoint_config(ckpt, ckpt_path)
+    cfg.data.dataroot = dataroot
+    if version:
+        cfg.data.version = version
     try:
-        apply_overrides(cfg, args.overrides)
+        apply_overrides(cfg, list(overrides or []))
     except (KeyError, ValueError) as exc:
         raise CalicoError(f"--set: {exc}") from exc
-    model = build_from_checkpoint(ckpt, cfg, args.ckpt)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
+    model = build_from_checkpoint(ckpt, cfg, ckpt_path)
+    model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    return cfg, model.eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    from calico.eval.runner import run_evaluation
+
+    cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.overrides, args.version, args.device)
     metrics = run_evaluation(model, cfg, args.split, args.out, max_samples=args.max_samples,
                              batch_size=args.batch_size, plots=args.plots)
     print(f"wrote {Path(args.out) / 'metrics_summary.json'} ({', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k in ('NDS', 'mAP', 'mIoU'))})")

@@ -48,36 +48,6 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _load_config(args: argparse.Namespace) -> Any:
-    from calico.config import get_config
-
-    name = args.config
-    if name is None:
-        guess = Path(args.ckpt).resolve().parent / "config.json"
-        if not guess.is_file():
-            raise CalicoError(f"{guess}: no config.json next to the checkpoint; pass --config")
-        name = str(guess)
-    try:
-        cfg = get_config(name, args.set)
-    except (ValueError, KeyError) as exc:
-        raise CalicoError(str(exc)) from exc
-    cfg.data.dataroot = args.dataroot
-    return cfg
-
-
-def _load_model(cfg: Any, ckpt: str, device: str) -> Any:
-    try:
-        from calico.engine.checkpoint import load_init
-        from calico.models import build_model
-    except ImportError as exc:
-        raise CalicoError(f"the model or checkpoint code is missing from this version ({exc})") from exc
-    if not Path(ckpt).is_file():
-        raise CalicoError(f"{ckpt}: checkpoint does not exist")
-    model = build_model(cfg.model, cfg.data)
-    load_init(model, ckpt)
-    return model.to(device).eval()
-
-
 def make_evaluator(model: Any, cfg: Any, split: str) -> Any:
     """``evaluate(perturbation, out_dir)`` through ``calico.eval.run_evaluation`` with the perturbation as
     the dataset transform (clean when None), so clean numbers are exactly ``calico evaluate``'s. The dataset
@@ -117,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
         return 0 if made else 1
     if not args.ckpt or not args.dataroot:
         raise CalicoError("--ckpt and --dataroot are required (or --plot RESULTS...)")
-    cfg = _load_config(args)
-    model = _load_model(cfg, args.ckpt, args.device)
+    from calico.eval.cli import load_finetuned
+
+    cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.set, device=args.device)
     groups = list(SUITES) if args.suite == "all" else [args.suite]
     results: dict[str, Any] = {"label": args.label or out.name, "ckpt": str(args.ckpt), "split": args.split,
                                "seed": args.seed}
