@@ -127,7 +127,7 @@ def _draw_box(ax, box: np.ndarray, lidar2img: np.ndarray, colour: str, shape, la
     for a, b in ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)):
         ax.plot(uv[[a, b], 0], uv[[a, b], 1], colour + "-", lw=0.7)
     if label:
-        ax.text(uv[:, 0].min(), uv[:, 1].min(), label, color=colour, fontsize=6)
+        ax.text(uv[:, 0].min(), uv[:, 1].min(), label, color=colour, fontsize=6, clip_on=True)
 
 
 _STEP = re.compile(r"step (\d+) .*?\bloss ([-0-9.eE+naif]+)")

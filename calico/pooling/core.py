@@ -107,7 +107,10 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
     keep = keep_clusters(stats, cfg)
     if not eps_list:
         return _number(labels, keep)
-    retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (
+    # Clusters far longer than any row of merged objects (building facades, walls and hedges along a street)
+    # are not re-clustered: their pieces would only pass the filters as impure regions, at a large cost in
+    # time on multi-sweep clouds.
+    retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (stats["length"] <= cfg.split_max_extent) & (
         (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area))
     try_kept = cfg.split_kept_share < 1.0
     idx = np.flatnonzero((labels >= 0) & (retry | (keep & try_kept))[np.maximum(labels, 0)])
