@@ -67,7 +67,7 @@ class PoolingConfig:
     split_eps: tuple[float, ...] = (0.5, 0.35)
     split_kept_share: float = 0.3  # also cut kept clusters that split into >= 2 pieces of this share each (1: off)
     split_min_points: int = 5  # fewest points of a piece cut from a rejected cluster (more: purer, lower recall)
-    split_max_extent: float = 1000.0  # m: longer rejected clusters are not re-clustered (facades)
+    split_max_extent: float = 40.0  # m: longer rejected clusters are not re-clustered (facades, hedges)
     max_coord: float = 1000.0  # m: points beyond this in any coordinate are treated as invalid (semantic-less)
 
 
