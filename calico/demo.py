@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calico.config import get_config
-from calico.study import GRIDS, METHODS, Grid, Study, plot_label_efficiency, run_jobs, table
+from calico.study import GRIDS, METHODS, Grid, Study, run_jobs, table
 
 WORLD_VERSION = "v1.0-synth"
 
@@ -89,18 +89,25 @@ def run(args: argparse.Namespace) -> int:
     main_grid = Grid(GRIDS["demo"].title, GRIDS["demo"].methods, (size.fraction,))
     eff_grid = Grid("Label efficiency", ("rand_lc", "calico"), (size.fraction, size.extra_fraction))
     jobs = {j.name: j for grid in (main_grid, eff_grid) for j in study.plan(grid)}  # cells shared once
+    fresh = sum(not j.done() for j in jobs.values())
     run_jobs(list(jobs.values()), parallel=args.jobs, log_dir=out / "logs", threads=1)
-    report = write_report(out, cfg, study, main_grid, eff_grid, size, time.time() - t0, args)
+    report = write_report(out, cfg, study, main_grid, eff_grid, size, time.time() - t0, args,
+                          f"{fresh} of {len(jobs)} steps ran in this invocation, the others were reused")
     print(f"\ndemo finished in {(time.time() - t0) / 60:.1f} min; report: {report}")
     return 0
 
 
 def write_report(out: Path, cfg, study: Study, grid: Grid, eff: Grid, size: DemoSize, seconds: float,
-                 args) -> Path:
+                 args, provenance: str) -> Path:
     """``report/report.md`` and its figures, all from the run folders under ``out``."""
     from calico.data.dataset import NuScenesDataset, collate
     from calico.pooling.plot import plot_sample
-    from calico.report import detections_figure, feature_maps_figure, training_curves_figure
+    from calico.report import (
+        detections_figure,
+        feature_maps_figure,
+        plot_label_efficiency,
+        training_curves_figure,
+    )
 
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
@@ -134,8 +141,8 @@ def write_report(out: Path, cfg, study: Study, grid: Grid, eff: Grid, size: Demo
     cmd = "calico demo" + (" --quick" if args.quick else "")
     lines = [
         "# CALICO demo report", "",
-        f"Produced by `{cmd}` in {seconds / 60:.1f} min ({time.strftime('%Y-%m-%d %H:%M')}); every number and "
-        "figure below comes from this run's folders.", "",
+        f"Produced by `{cmd}` in {seconds / 60:.1f} min ({time.strftime('%Y-%m-%d %H:%M')}; {provenance}); "
+        f"every number and figure below comes from the run folders under `{out}`.", "",
         f"Synthetic world: {size.scenes} scenes × {size.samples_per_scene} keyframes, {size.sweeps} sweeps; "
         f"config `cpu`; pre-training {size.pretrain_steps} steps (RAD {size.rad_steps}); fine-tuning "
         f"{size.finetune_steps} steps of batch {cfg.finetune.batch_size} on the train split's label fraction; "

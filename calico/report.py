@@ -146,19 +146,40 @@ def read_loss_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(steps), np.asarray(losses)
 
 
-def training_curves_figure(runs: dict[str, Path], out: Path, title: str) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, run in runs.items():
-        steps, loss = read_loss_curve(run)
-        if len(steps):
-            ax.plot(steps, loss, marker=".", label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, out: Path) -> Path:
+    """Labels, grid, legend, save and close: the common end of the line plots below."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _plt().close(fig)
     return out
+
+
+def training_curves_figure(runs: dict[str, Path], out: Path, title: str) -> Path:
+    fig, ax = _plt().subplots(figsize=(7, 4))
+    for label, run in runs.items():
+        steps, loss = read_loss_curve(run)
+        if len(steps):
+            ax.plot(steps, loss, marker=".", label=label)
+    return _finish(fig, ax, "step", "training loss", title, out)
+
+
+def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -> Path:
+    """Paper Fig. 5: ``metric`` against the label fraction, one line per method of a ``calico.study.Grid``
+    (error bars: std over seeds)."""
+    from calico.study import METHODS
+
+    fig, ax = _plt().subplots(figsize=(6, 4))
+    for name in grid.methods:
+        fr = sorted(results.get(name, {}))
+        if not fr:
+            continue
+        vals = [[r.get(metric, np.nan) * 100 for r in results[name][f]] for f in fr]
+        ax.errorbar([f * 100 for f in fr], [np.mean(v) for v in vals],
+                    yerr=[np.std(v) if len(v) > 1 else 0 for v in vals], marker="o", capsize=3,
+                    label=METHODS[name].label)
+    return _finish(fig, ax, "labelled training data (%)", f"{metric} (%)", grid.title, out)

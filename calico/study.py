@@ -276,33 +276,6 @@ def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bo
     return "\n".join(lines)
 
 
-def plot_label_efficiency(grid: Grid, results: dict, path: Path, metric: str = "NDS") -> Path:
-    """Paper Fig. 5: the metric against the label fraction, one line per method (error bars over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in grid.methods:
-        fr = sorted(results.get(name, {}))
-        if not fr:
-            continue
-        vals = [[r.get(metric, np.nan) * 100 for r in results[name][f]] for f in fr]
-        ax.errorbar([f * 100 for f in fr], [np.mean(v) for v in vals],
-                    yerr=[np.std(v) if len(v) > 1 else 0 for v in vals], marker="o", capsize=3,
-                    label=METHODS[name].label)
-    ax.set_xlabel("labelled training data (%)")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.set_title(grid.title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS), help="which paper grid")
     parser.add_argument("--out", default="work/study", help="study folder (one run folder per cell)")
@@ -341,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
     (out / f"{args.grid}.json").write_text(json.dumps(
         {m: {str(f): r for f, r in fr.items()} for m, fr in results.items()}, indent=1))
     if grid.task == "det" and len(grid.fractions) > 1:
+        from calico.report import plot_label_efficiency
+
         plot_label_efficiency(grid, results, out / f"{args.grid}_label_efficiency.png")
     print(md)
     return 0
