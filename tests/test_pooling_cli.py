@@ -102,6 +102,15 @@ def test_numba_dbscan_equals_sklearn(seed):
     assert (ours[core] >= 0).all()
 
 
+def test_numba_dbscan_huge_extent_equals_sklearn():
+    # blobs kilometres apart: more BEV columns than the dense column table allows (binary-search path)
+    rng = np.random.default_rng(7)
+    centres = rng.uniform(-5000, 5000, (6, 3)) * [1, 1, 0.001]
+    xyz = np.concatenate([c + rng.normal(0, 0.5, (300, 3)) for c in centres] + [rng.uniform(-1, 1, (50, 3))])
+    assert ((xyz.max(0) - xyz.min(0))[:2] / (0.75 / np.sqrt(3))).prod() > 1 << 24
+    assert np.array_equal(dbscan(xyz, 0.75, 5), DBSCAN(eps=0.75, min_samples=5).fit_predict(xyz))
+
+
 def test_dbscan_rejects_bad_input():
     with pytest.raises(ValueError, match="non-finite"):
         dbscan(np.array([[0, 0, 0], [np.nan, 0, 0]], float))

@@ -11,11 +11,13 @@ several clusters joins the one numbered first. Both rules are reproduced here, s
 
 Algorithm: points are sorted into cubes of side ``eps/sqrt(3)`` (diagonal ``eps``): all points of a cube
 are mutual neighbours, so a cube with ``>= min_samples`` points makes all of them core without a query, and
-all core points of one cube belong to one cluster. Neighbouring cubes lie in a 5x5x5 block; with cube
-keys ordered (x, y, z), each of its 25 z-columns is a contiguous run of the sorted keys, found by 25
-monotone pointers while sweeping the cubes in key order (no hash table). Clusters are a union-find over
-cubes: two cubes are joined as soon as one core pair between them lies within ``eps`` (early exit, and
-skipped when already joined), which keeps dense clouds (10 sweeps, 2 M points on a spot) near O(N).
+all core points of one cube belong to one cluster. Neighbouring cubes lie in a 5x5x5 block. Cubes are
+sorted by (BEV column, z); a dense table maps a column id to its run of cubes (binary search when the grid
+is too large for a table), so the 25 columns of a block are 25 lookups per column, and within a column a
+scan starts at the first cube at most 2 below. Clusters are a union-find over cubes: two cubes are joined
+as soon as one core pair between them lies within ``eps`` (early exit, skipped when already joined or when
+the bounding boxes of their core points are farther apart than ``eps``), which keeps dense clouds
+(10 sweeps, 2 M points on a spot) near O(N).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import numba as nb
 import numpy as np
 
 _PAD = 2  # cube-index padding: the +-2 neighbour offsets never wrap into another column
-_STORE_CUBES = 1_000_000  # up to this many cubes, neighbour ranges are stored once (else recomputed per pass)
+_REACH = 2  # cubes of side eps/sqrt(3): neighbours lie at most 2 cubes away along each axis
+_TABLE_MAX = 1 << 24  # up to this many BEV columns: counting sort and a dense column table (else sorts)
 
 
 @nb.njit(cache=True, inline="always")
@@ -54,23 +57,6 @@ def bounds(xyz):
     return lo, hi, finite
 
 
-@nb.njit(cache=True)
-def _column_ranges(ukey, c, offs, jlo, jhi):
-    """Advance the 25 column pointers to cube ``c``: cubes jlo[k]..jhi[k]-1 lie in column k of its block."""
-    nc = len(ukey)
-    for k in range(len(offs)):
-        lo = ukey[c] + offs[k] - 2
-        hi = ukey[c] + offs[k] + 2
-        j = jlo[k]
-        while j < nc and ukey[j] < lo:
-            j += 1
-        jlo[k] = j
-        e = max(jhi[k], j)
-        while e < nc and ukey[e] <= hi:
-            e += 1
-        jhi[k] = e
-
-
 @nb.njit(cache=True, inline="always")
 def _gap(d, f):
     """Gap (in cube units) between a point at fraction ``f`` of its cube and the cube ``d`` steps away."""
@@ -83,20 +69,16 @@ def _gap(d, f):
 
 @nb.njit(cache=True)
 def _sort_cubes(xyz, lo, side, ny, nz, n_cols):
-    """Points sorted by cube key (x, y, z): order, sorted points, their in-cube fractions, cube starts/keys/z."""
+    """Points sorted by cube key (column, z): order, sorted points, their in-cube fractions, cube starts and
+    z indices, and the non-empty columns (ids and first cube of each)."""
     n = xyz.shape[0]
     col = np.empty(n, np.int64)
     zc = np.empty(n, np.int64)
-    frac = np.empty((n, 3))
     for i in range(n):
-        fx = (xyz[i, 0] - lo[0]) / side
-        fy = (xyz[i, 1] - lo[1]) / side
-        fz = (xyz[i, 2] - lo[2]) / side
-        cx, cy, cz = np.floor(fx), np.floor(fy), np.floor(fz)
-        frac[i, 0], frac[i, 1], frac[i, 2] = fx - cx, fy - cy, fz - cz
-        col[i] = (np.int64(cx) + 2) * ny + np.int64(cy) + 2
-        zc[i] = np.int64(cz) + 2
-    if n_cols <= (1 << 24):
+        col[i] = (np.int64(np.floor((xyz[i, 0] - lo[0]) / side)) + _PAD) * ny + np.int64(
+            np.floor((xyz[i, 1] - lo[1]) / side)) + _PAD
+        zc[i] = np.int64(np.floor((xyz[i, 2] - lo[2]) / side)) + _PAD
+    if n_cols <= _TABLE_MAX:
         # LSD counting sort: by z cube, then stably by column (O(N + columns), no comparison sort)
         cnt = np.zeros(nz + 1, np.int64)
         for i in range(n):
@@ -124,129 +106,197 @@ def _sort_cubes(xyz, lo, side, ny, nz, n_cols):
     key = np.empty(n, np.int64)
     for t in range(n):
         i = order[t]
-        p[t] = xyz[i]
-        fr[t] = frac[i]
+        for a in range(3):
+            p[t, a] = xyz[i, a]
+            f = (xyz[i, a] - lo[a]) / side  # the same arithmetic as the cube index: fraction in [0, 1)
+            fr[t, a] = f - np.floor(f)
         key[t] = col[i] * nz + zc[i]
     nc = 1
+    ncol = 1
     for t in range(1, n):
         if key[t] != key[t - 1]:
             nc += 1
+            if key[t] // nz != key[t - 1] // nz:
+                ncol += 1
     cstart = np.empty(nc + 1, np.int64)
-    ukey = np.empty(nc, np.int64)
     cz = np.empty(nc, np.int64)
+    ucol = np.empty(ncol, np.int64)
+    colstart = np.empty(ncol + 1, np.int64)
     c = 0
+    j = 0
     for t in range(n):
         if t == 0 or key[t] != key[t - 1]:
             cstart[c] = t
-            ukey[c] = key[t]
-            cz[c] = zc[order[t]]
+            cz[c] = key[t] % nz
+            if t == 0 or key[t] // nz != key[t - 1] // nz:
+                ucol[j] = key[t] // nz
+                colstart[j] = c
+                j += 1
             c += 1
     cstart[nc] = n
-    return order, p, fr, cstart, ukey, cz
+    colstart[ncol] = nc
+    return order, p, fr, cstart, cz, ucol, colstart
 
 
 @nb.njit(cache=True)
-def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, min_samples):
-    """Labels (original order) for points ``p`` sorted by cube; ``lim``: eps^2 in cube units (pruning)."""
-    n = p.shape[0]
-    nc = len(ukey)
-    no = len(offs)
-    core = np.zeros(n, np.bool_)
-    jlo = np.zeros(no, np.int32)
-    jhi = np.zeros(no, np.int32)
-    # the 25 column ranges of every cube, computed once for the three passes (200 B per cube)
-    store = nc <= _STORE_CUBES
-    rlo = np.zeros((nc if store else 0, no), np.int32)
-    rhi = np.zeros((nc if store else 0, no), np.int32)
-    if store:
-        for c in range(nc):
-            _column_ranges(ukey, c, offs, jlo, jhi)
-            rlo[c] = jlo
-            rhi[c] = jhi
-        jlo[:] = 0
-        jhi[:] = 0
-    # 1. core test; dense cubes need none, others count neighbours with an early exit at min_samples
-    for c in range(nc):
-        a0, a1 = cstart[c], cstart[c + 1]
-        if a1 - a0 >= min_samples:
-            core[a0:a1] = True
-            continue
-        if store:
-            jlo, jhi = rlo[c], rhi[c]
+def _column_table(ucol, n_cols):
+    """Dense column id -> column number (-1: empty) when the grid is small enough, else an empty table
+    (``_neighbours`` then binary-searches ``ucol``)."""
+    if n_cols > _TABLE_MAX:
+        return np.full(0, -1, np.int32)
+    table = np.full(n_cols, -1, np.int32)
+    for j in range(len(ucol)):
+        table[ucol[j]] = j
+    return table
+
+
+@nb.njit(cache=True, inline="always")
+def _neighbours(j, ucol, colstart, table, coff, nlo, nhi):
+    """Cube ranges nlo[k]..nhi[k]-1 of the column ``coff[k]`` away from column ``j`` (empty if none)."""
+    for k in range(len(coff)):
+        q = ucol[j] + coff[k]
+        if len(table):
+            m = table[q]
         else:
-            _column_ranges(ukey, c, offs, jlo, jhi)
-        for i in range(a0, a1):
-            cnt = 0
-            for k in range(no):
-                gx = _gap(colx[k], fr[i, 0])
-                gy = _gap(coly[k], fr[i, 1])
-                g2 = gx * gx + gy * gy
-                if g2 > lim:
-                    continue
-                for d in range(jlo[k], jhi[k]):
-                    gz = _gap(cz[d] - cz[c], fr[i, 2])
-                    if g2 + gz * gz > lim:
+            m = np.searchsorted(ucol, q)
+            if m >= len(ucol) or ucol[m] != q:
+                m = -1
+        if m < 0:
+            nlo[k] = 0
+            nhi[k] = 0
+        else:
+            nlo[k] = colstart[m]
+            nhi[k] = colstart[m + 1]
+
+
+@nb.njit(cache=True, inline="always")
+def _skip_below(cz, zmin, nlo, nhi, k):
+    """First cube of neighbour range ``k`` at z index >= ``zmin``; the range start is advanced for good, as
+    the cubes of a column are visited in increasing z (tall facade columns would otherwise be rescanned)."""
+    d = nlo[k]
+    while d < nhi[k] and cz[d] < zmin:
+        d += 1
+    nlo[k] = d
+    return d
+
+
+@nb.njit(cache=True, inline="always")
+def _box_gap2(bmin, bmax, c, lo, hi):
+    """Squared gap between box ``c`` and the box ``lo``..``hi`` (a point when lo is hi). Summed in the order
+    of the pair distances, so it never exceeds any computed distance between points of the two boxes
+    (rounding is monotone): pruning by it is exact."""
+    g = 0.0
+    for a in range(3):
+        d = max(bmin[c, a] - hi[a], lo[a] - bmax[c, a], 0.0)
+        g += d * d
+    return g
+
+
+@nb.njit(cache=True)
+def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, coly, eps2, lim, min_samples):
+    """Labels (original order) for points ``p`` sorted by cube; ``lim``: eps^2 in cube units (pruning).
+
+    Cubes of a column are sorted by z, so a neighbour column's scan starts at the first cube at most 2 below
+    (``_skip_below``) and stops at the first more than 2 above.
+    """
+    n = p.shape[0]
+    nc = len(cz)
+    ncol = len(ucol)
+    no = len(coff)
+    core = np.zeros(n, np.bool_)
+    nlo = np.zeros(no, np.int64)
+    nhi = np.zeros(no, np.int64)
+    # 1. core test; dense cubes need none, others count neighbours with an early exit at min_samples
+    for j in range(ncol):
+        looked = False
+        for c in range(colstart[j], colstart[j + 1]):
+            a0, a1 = cstart[c], cstart[c + 1]
+            if a1 - a0 >= min_samples:
+                core[a0:a1] = True
+                continue
+            if not looked:
+                _neighbours(j, ucol, colstart, table, coff, nlo, nhi)
+                looked = True
+            for i in range(a0, a1):
+                cnt = 0
+                for k in range(no):
+                    gx = _gap(colx[k], fr[i, 0])
+                    gy = _gap(coly[k], fr[i, 1])
+                    g2 = gx * gx + gy * gy
+                    if g2 > lim:
                         continue
-                    for q in range(cstart[d], cstart[d + 1]):
-                        dx = p[q, 0] - p[i, 0]
-                        dy = p[q, 1] - p[i, 1]
-                        dz = p[q, 2] - p[i, 2]
-                        if dx * dx + dy * dy + dz * dz <= eps2:
-                            cnt += 1
+                    for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, k), nhi[k]):
+                        dz = cz[d] - cz[c]
+                        if dz > _REACH:
+                            break
+                        gz = _gap(dz, fr[i, 2])
+                        if g2 + gz * gz > lim:
+                            continue
+                        for q in range(cstart[d], cstart[d + 1]):
+                            dx = p[q, 0] - p[i, 0]
+                            dy = p[q, 1] - p[i, 1]
+                            dzz = p[q, 2] - p[i, 2]
+                            if dx * dx + dy * dy + dzz * dzz <= eps2:
+                                cnt += 1
+                        if cnt >= min_samples:
+                            break
                     if cnt >= min_samples:
                         break
-                if cnt >= min_samples:
-                    break
-            core[i] = cnt >= min_samples
-    # 2. union-find over cubes holding core points: join when one core pair lies within eps
+                core[i] = cnt >= min_samples
+    # 2. union-find over cubes holding core points: join when one core pair lies within eps; each pair of
+    # cubes is looked at once, from the one that comes first (columns with coff < 0 come earlier)
     parent = np.arange(nc)
     has_core = np.zeros(nc, np.bool_)
+    # bounding box of each cube's core points: most cube pairs that cannot link (two objects a few
+    # decimetres apart) are rejected by their boxes, without a loop over their points
+    bmin = np.full((nc, 3), np.inf)
+    bmax = np.full((nc, 3), -np.inf)
     for c in range(nc):
         for i in range(cstart[c], cstart[c + 1]):
             if core[i]:
                 has_core[c] = True
-                break
-    if not store:
-        jlo[:] = 0
-        jhi[:] = 0
-    for c in range(nc):
-        if not has_core[c]:
-            continue
-        if store:
-            jlo, jhi = rlo[c], rhi[c]
-        else:
-            _column_ranges(ukey, c, offs, jlo, jhi)
-        ra = _find(parent, c)
-        for k in range(no):
-            for d in range(max(jlo[k], c + 1), jhi[k]):
-                if not has_core[d]:
+                for a in range(3):
+                    bmin[c, a] = min(bmin[c, a], p[i, a])
+                    bmax[c, a] = max(bmax[c, a], p[i, a])
+    for j in range(ncol):
+        looked = False
+        for c in range(colstart[j], colstart[j + 1]):
+            if not has_core[c]:
+                continue
+            if not looked:
+                _neighbours(j, ucol, colstart, table, coff, nlo, nhi)
+                looked = True
+            ra = _find(parent, c)
+            for k in range(no):
+                if coff[k] < 0:
                     continue
-                rb = _find(parent, d)
-                if ra == rb:
-                    continue
-                linked = False
-                ddz = cz[d] - cz[c]
-                for i in range(cstart[c], cstart[c + 1]):
-                    if not core[i]:
-                        continue
-                    gx = _gap(colx[k], fr[i, 0])
-                    gy = _gap(coly[k], fr[i, 1])
-                    gz = _gap(ddz, fr[i, 2])
-                    if gx * gx + gy * gy + gz * gz > lim:
-                        continue  # this point is too far from cube d for any pair
-                    for q in range(cstart[d], cstart[d + 1]):
-                        if core[q]:
-                            dx = p[q, 0] - p[i, 0]
-                            dy = p[q, 1] - p[i, 1]
-                            dz = p[q, 2] - p[i, 2]
-                            if dx * dx + dy * dy + dz * dz <= eps2:
-                                linked = True
-                                break
-                    if linked:
+                d0 = c + 1 if coff[k] == 0 else _skip_below(cz, cz[c] - _REACH, nlo, nhi, k)
+                for d in range(d0, nhi[k]):
+                    ddz = cz[d] - cz[c]
+                    if ddz > _REACH:
                         break
-                if linked:
-                    parent[max(ra, rb)] = min(ra, rb)
-                    ra = min(ra, rb)
+                    if not has_core[d]:
+                        continue
+                    rb = _find(parent, d)
+                    if ra == rb or _box_gap2(bmin, bmax, c, bmin[d], bmax[d]) > eps2:
+                        continue
+                    linked = False
+                    for i in range(cstart[c], cstart[c + 1]):
+                        if not core[i] or _box_gap2(bmin, bmax, d, p[i], p[i]) > eps2:
+                            continue  # this point is too far from the core points of cube d for any pair
+                        for q in range(cstart[d], cstart[d + 1]):
+                            if core[q]:
+                                dx = p[q, 0] - p[i, 0]
+                                dy = p[q, 1] - p[i, 1]
+                                dz = p[q, 2] - p[i, 2]
+                                if dx * dx + dy * dy + dz * dz <= eps2:
+                                    linked = True
+                                    break
+                        if linked:
+                            break
+                    if linked:
+                        parent[max(ra, rb)] = min(ra, rb)
+                        ra = min(ra, rb)
     # sklearn numbers clusters by their lowest-index core point ("seed") and gives a border point
     # the cluster expanded first, i.e. the neighbouring one with the lowest seed
     big = np.iinfo(np.int64).max
@@ -261,46 +311,41 @@ def _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, 
                     seed[r] = min(seed[r], order[i])
     # 3. border points: the neighbouring core component with the lowest seed
     border = np.full(n, -1, np.int64)
-    if not store:
-        jlo[:] = 0
-        jhi[:] = 0
-    for c in range(nc):
-        a0, a1 = cstart[c], cstart[c + 1]
-        if a1 - a0 >= min_samples:
-            continue
-        need = False
-        for i in range(a0, a1):
-            if not core[i]:
-                need = True
-        if not need:
-            continue
-        if store:
-            jlo, jhi = rlo[c], rhi[c]
-        else:
-            _column_ranges(ukey, c, offs, jlo, jhi)
-        for i in range(a0, a1):
-            if core[i]:
+    for j in range(ncol):
+        looked = False
+        for c in range(colstart[j], colstart[j + 1]):
+            a0, a1 = cstart[c], cstart[c + 1]
+            if a1 - a0 >= min_samples:
                 continue
-            best = np.int64(-1)
-            for k in range(no):
-                gx = _gap(colx[k], fr[i, 0])
-                gy = _gap(coly[k], fr[i, 1])
-                g2 = gx * gx + gy * gy
-                if g2 > lim:
+            for i in range(a0, a1):
+                if core[i]:
                     continue
-                for d in range(jlo[k], jhi[k]):
-                    gz = _gap(cz[d] - cz[c], fr[i, 2])
-                    if g2 + gz * gz > lim or not has_core[d]:
+                if not looked:
+                    _neighbours(j, ucol, colstart, table, coff, nlo, nhi)
+                    looked = True
+                best = np.int64(-1)
+                for k in range(no):
+                    gx = _gap(colx[k], fr[i, 0])
+                    gy = _gap(coly[k], fr[i, 1])
+                    g2 = gx * gx + gy * gy
+                    if g2 > lim:
                         continue
-                    for q in range(cstart[d], cstart[d + 1]):
-                        r = root[q]
-                        if r >= 0 and (best < 0 or seed[r] < seed[best]):
-                            dx = p[q, 0] - p[i, 0]
-                            dy = p[q, 1] - p[i, 1]
-                            dz = p[q, 2] - p[i, 2]
-                            if dx * dx + dy * dy + dz * dz <= eps2:
-                                best = r
-            border[i] = best
+                    for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, k), nhi[k]):
+                        dz = cz[d] - cz[c]
+                        if dz > _REACH:
+                            break
+                        gz = _gap(dz, fr[i, 2])
+                        if g2 + gz * gz > lim or not has_core[d]:
+                            continue
+                        for q in range(cstart[d], cstart[d + 1]):
+                            r = root[q]
+                            if r >= 0 and (best < 0 or seed[r] < seed[best]):
+                                dx = p[q, 0] - p[i, 0]
+                                dy = p[q, 1] - p[i, 1]
+                                dzz = p[q, 2] - p[i, 2]
+                                if dx * dx + dy * dy + dzz * dzz <= eps2:
+                                    best = r
+                border[i] = best
     # number components by seed rank
     roots = np.flatnonzero(seed < big)
     rank = np.argsort(seed[roots])
@@ -335,12 +380,14 @@ def dbscan(xyz: np.ndarray, eps: float = 0.75, min_samples: int = 5) -> np.ndarr
     if float(np.prod(dims)) >= 2.0**62:
         raise ValueError(f"dbscan: extent {hi - lo} m is too large for eps {eps} (cube keys would overflow int64)")
     nx, ny, nz = (int(v) for v in dims)
-    order, p, fr, cstart, ukey, cz = _sort_cubes(xyz, lo, side, ny, nz, nx * ny)
+    order, p, fr, cstart, cz, ucol, colstart = _sort_cubes(xyz, lo, side, ny, nz, nx * ny)
+    table = _column_table(ucol, nx * ny)
     # nearest columns first: the core test's early exit at min_samples then comes sooner
     cols = sorted(((dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)), key=lambda d: d[0] ** 2 + d[1] ** 2)
     colx = np.array([d[0] for d in cols], np.int64)
     coly = np.array([d[1] for d in cols], np.int64)
-    offs = (colx * ny + coly) * nz
+    coff = colx * ny + coly
     eps2 = float(eps) ** 2
     lim = 3.0 * (1 + 1e-9) + 1e-9  # eps^2 / side^2, widened: the pruning must never drop a true neighbour
-    return _dbscan_sorted(p, fr, order, cstart, ukey, cz, offs, colx, coly, eps2, lim, max(1, int(min_samples)))
+    return _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, coly, eps2, lim,
+                          max(1, int(min_samples)))
