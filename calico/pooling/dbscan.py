@@ -151,27 +151,32 @@ def _column_table(ucol, n_cols):
 
 
 @nb.njit(cache=True, inline="always")
-def _neighbours(j, ucol, colstart, table, coff, nlo, nhi):
-    """Cube ranges nlo[k]..nhi[k]-1 of the column ``coff[k]`` away from column ``j`` (empty if none)."""
+def _neighbours(j, ucol, colstart, table, coff, forward, nk, nlo, nhi):
+    """The non-empty columns of the block around column ``j`` (only those after it when ``forward``): returns
+    their number m; for t < m, ``nk[t]`` is the offset index k (column ``coff[k]`` away) and cubes
+    ``nlo[t]..nhi[t]-1`` are its cubes. Sparse keyframes leave most of the 25 columns empty."""
+    m = 0
     for k in range(len(coff)):
+        if forward and coff[k] < 0:
+            continue
         q = ucol[j] + coff[k]
         if len(table):
-            m = table[q]
+            e = table[q]
         else:
-            m = np.searchsorted(ucol, q)
-            if m >= len(ucol) or ucol[m] != q:
-                m = -1
-        if m < 0:
-            nlo[k] = 0
-            nhi[k] = 0
-        else:
-            nlo[k] = colstart[m]
-            nhi[k] = colstart[m + 1]
+            e = np.searchsorted(ucol, q)
+            if e >= len(ucol) or ucol[e] != q:
+                e = -1
+        if e >= 0:
+            nk[m] = k
+            nlo[m] = colstart[e]
+            nhi[m] = colstart[e + 1]
+            m += 1
+    return m
 
 
 @nb.njit(cache=True, inline="always")
 def _skip_below(cz, zmin, nlo, nhi, k):
-    """First cube of neighbour range ``k`` at z index >= ``zmin``; the range start is advanced for good, as
+    """First cube of neighbour range ``k`` (an index into ``_neighbours``' lists) at z index >= ``zmin``; the range start is advanced for good, as
     the cubes of a column are visited in increasing z (tall facade columns would otherwise be rescanned)."""
     d = nlo[k]
     while d < nhi[k] and cz[d] < zmin:
@@ -204,8 +209,10 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
     ncol = len(ucol)
     no = len(coff)
     core = np.zeros(n, np.bool_)
+    nk = np.zeros(no, np.int64)
     nlo = np.zeros(no, np.int64)
     nhi = np.zeros(no, np.int64)
+    m = 0
     # 1. core test; dense cubes need none, others count neighbours with an early exit at min_samples
     for j in range(ncol):
         looked = False
@@ -215,17 +222,17 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                 core[a0:a1] = True
                 continue
             if not looked:
-                _neighbours(j, ucol, colstart, table, coff, nlo, nhi)
+                m = _neighbours(j, ucol, colstart, table, coff, False, nk, nlo, nhi)
                 looked = True
             for i in range(a0, a1):
                 cnt = 0
-                for k in range(no):
-                    gx = _gap(colx[k], fr[i, 0])
-                    gy = _gap(coly[k], fr[i, 1])
+                for t in range(m):
+                    gx = _gap(colx[nk[t]], fr[i, 0])
+                    gy = _gap(coly[nk[t]], fr[i, 1])
                     g2 = gx * gx + gy * gy
                     if g2 > lim:
                         continue
-                    for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, k), nhi[k]):
+                    for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, t), nhi[t]):
                         dz = cz[d] - cz[c]
                         if dz > _REACH:
                             break
@@ -264,14 +271,13 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
             if not has_core[c]:
                 continue
             if not looked:
-                _neighbours(j, ucol, colstart, table, coff, nlo, nhi)
+                m = _neighbours(j, ucol, colstart, table, coff, True, nk, nlo, nhi)
                 looked = True
             ra = _find(parent, c)
-            for k in range(no):
-                if coff[k] < 0:
-                    continue
-                d0 = c + 1 if coff[k] == 0 else _skip_below(cz, cz[c] - _REACH, nlo, nhi, k)
-                for d in range(d0, nhi[k]):
+            for t in range(m):
+                k = nk[t]
+                d0 = c + 1 if coff[k] == 0 else _skip_below(cz, cz[c] - _REACH, nlo, nhi, t)
+                for d in range(d0, nhi[t]):
                     ddz = cz[d] - cz[c]
                     if ddz > _REACH:
                         break
@@ -301,10 +307,12 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
     # the cluster expanded first, i.e. the neighbouring one with the lowest seed
     big = np.iinfo(np.int64).max
     root = np.full(n, -1, np.int64)
+    croot = np.full(nc, -1, np.int64)  # the core points of a cube are mutual neighbours: one root per cube
     seed = np.full(nc, big, np.int64)
     for c in range(nc):
         if has_core[c]:
             r = _find(parent, c)
+            croot[c] = r
             for i in range(cstart[c], cstart[c + 1]):
                 if core[i]:
                     root[i] = r
@@ -321,30 +329,34 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                 if core[i]:
                     continue
                 if not looked:
-                    _neighbours(j, ucol, colstart, table, coff, nlo, nhi)
+                    m = _neighbours(j, ucol, colstart, table, coff, False, nk, nlo, nhi)
                     looked = True
                 best = np.int64(-1)
-                for k in range(no):
-                    gx = _gap(colx[k], fr[i, 0])
-                    gy = _gap(coly[k], fr[i, 1])
+                for t in range(m):
+                    gx = _gap(colx[nk[t]], fr[i, 0])
+                    gy = _gap(coly[nk[t]], fr[i, 1])
                     g2 = gx * gx + gy * gy
                     if g2 > lim:
                         continue
-                    for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, k), nhi[k]):
+                    for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, t), nhi[t]):
                         dz = cz[d] - cz[c]
                         if dz > _REACH:
                             break
-                        gz = _gap(dz, fr[i, 2])
-                        if g2 + gz * gz > lim or not has_core[d]:
+                        if not has_core[d]:
+                            continue
+                        r = croot[d]
+                        if best >= 0 and seed[r] >= seed[best]:
+                            continue  # this cube cannot offer a cluster expanded earlier
+                        if _box_gap2(bmin, bmax, d, p[i], p[i]) > eps2:
                             continue
                         for q in range(cstart[d], cstart[d + 1]):
-                            r = root[q]
-                            if r >= 0 and (best < 0 or seed[r] < seed[best]):
+                            if core[q]:
                                 dx = p[q, 0] - p[i, 0]
                                 dy = p[q, 1] - p[i, 1]
                                 dzz = p[q, 2] - p[i, 2]
                                 if dx * dx + dy * dy + dzz * dzz <= eps2:
                                     best = r
+                                    break
                 border[i] = best
     # number components by seed rank
     roots = np.flatnonzero(seed < big)
