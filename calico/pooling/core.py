@@ -14,6 +14,7 @@ import numba as nb
 import numpy as np
 
 from calico.config import PoolingConfig
+from calico.pooling.bev_split import bev_split
 from calico.pooling.dbscan import dbscan
 from calico.pooling.filters import cluster_stats, keep_clusters
 from calico.pooling.ground import ground_mask
@@ -82,6 +83,9 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     cand = np.flatnonzero(~g)
     if len(cand):
         labels = _split(v[cand], h[cand], cluster(v[cand], cfg), cfg, tuple(cfg.split_eps))
+        # people side by side, a person by a car: cut kept clusters that fall apart seen from above
+        labels = bev_split(v[cand], labels, cfg.bev_split_eps, cfg.bev_split_min_points, cfg.bev_split_share,
+                           cfg.bev_split_min_piece, cfg.bev_split_max_extent)
         regions[valid[cand]] = labels
     return (regions, ground) if return_ground else regions
 
