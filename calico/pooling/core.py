@@ -2,8 +2,9 @@
 
 After the paper's DBSCAN (eps 0.75 m, 5 points) and the size filters, clusters rejected as too large
 (a row of parked cars, a pedestrian against a hedge) and kept clusters that fall apart into two big pieces
-(two pedestrians side by side) are re-clustered at the smaller ``split_eps`` (see ``_split``); measured
-before/after on the real scene and the synthetic world in BENCHMARKS.md.
+(two pedestrians side by side) are re-clustered at the smaller ``split_eps`` (see ``_split``); kept clusters
+that still fall apart seen from above are cut last (``bev_split``); measured before/after on the real scene
+and the synthetic world in BENCHMARKS.md.
 """
 
 from __future__ import annotations
