@@ -68,6 +68,12 @@ class PoolingConfig:
     split_kept_share: float = 0.3  # also cut kept clusters that split into >= 2 pieces of this share each (1: off)
     split_min_points: int = 5  # fewest points of a piece cut from a rejected cluster (more: purer, lower recall)
     split_max_extent: float = 40.0  # m: longer rejected clusters are not re-clustered (facades, hedges)
+    # kept clusters that fall apart in BEV at a small eps are cut (calico/pooling/bev_split.py)
+    bev_split_eps: float = 0.2  # m, (x, y) DBSCAN radius inside kept clusters (> ring point spacing to 35 m); 0: off
+    bev_split_min_points: int = 5  # DBSCAN min samples of that re-clustering
+    bev_split_share: float = 0.2  # a cut needs >= 2 pieces holding this share of the cluster's points each
+    bev_split_min_piece: int = 10  # ... and at least this many points each
+    bev_split_max_extent: float = 8.0  # m: longer kept clusters are not tried (groups of people, a person by a car)
     max_coord: float = 1000.0  # m: points beyond this in any coordinate are treated as invalid (semantic-less)
 
 

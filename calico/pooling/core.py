@@ -2,8 +2,9 @@
 
 After the paper's DBSCAN (eps 0.75 m, 5 points) and the size filters, clusters rejected as too large
 (a row of parked cars, a pedestrian against a hedge) and kept clusters that fall apart into two big pieces
-(two pedestrians side by side) are re-clustered at the smaller ``split_eps`` (see ``_split``); measured
-before/after on the real scene and the synthetic world in BENCHMARKS.md.
+(two pedestrians side by side) are re-clustered at the smaller ``split_eps`` (see ``_split``); kept clusters
+that still fall apart seen from above are cut last (``bev_split``); measured before/after on the real scene
+and the synthetic world in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from calico.config import PoolingConfig
+from calico.pooling.bev_split import bev_split
 from calico.pooling.dbscan import dbscan
 from calico.pooling.filters import cluster_stats, keep_clusters
 from calico.pooling.ground import ground_mask
@@ -130,6 +132,9 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     cand = np.flatnonzero(~g)
     if len(cand):
         labels = _split(v[cand], h[cand], cluster(v[cand], cfg), cfg, tuple(cfg.split_eps))
+        # people side by side, a person by a car: cut kept clusters that fall apart seen from above
+        labels = bev_split(v[cand], labels, cfg.bev_split_eps, cfg.bev_split_min_points, cfg.bev_split_share,
+                           cfg.bev_split_min_piece, cfg.bev_split_max_extent)
         regions[valid[cand]] = labels
     return (regions, ground) if return_ground else regions
 
