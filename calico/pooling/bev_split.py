@@ -16,32 +16,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from calico.pooling.dbscan import dbscan
-
-
-@nb.njit(cache=True)
-def _extents(xyz, labels, k):
-    """Per-cluster point count, x/y minimum, x maximum and BEV length (longest side of the smaller of the
-    axis-aligned and the 45-degree box, as in ``filters.cluster_stats``), in one pass."""
-    lo = np.full((k, 4), np.inf)
-    hi = np.full((k, 4), -np.inf)
-    count = np.zeros(k, np.int64)
-    r = np.sqrt(0.5)
-    for i in range(len(labels)):
-        a = labels[i]
-        if a < 0:
-            continue
-        count[a] += 1
-        x, y = xyz[i, 0], xyz[i, 1]
-        c = (x, y, (x + y) * r, (x - y) * r)
-        for j in range(4):
-            lo[a, j] = min(lo[a, j], c[j])
-            hi[a, j] = max(hi[a, j], c[j])
-    length = np.empty(k)
-    for a in range(k):
-        dx, dy = hi[a, 0] - lo[a, 0], hi[a, 1] - lo[a, 1]
-        du, dv = hi[a, 2] - lo[a, 2], hi[a, 3] - lo[a, 3]
-        length[a] = max(dx, dy) if dx * dy <= du * dv else max(du, dv)
-    return count, lo[:, 0].copy(), lo[:, 1].copy(), hi[:, 0].copy(), length
+from calico.pooling.filters import cluster_stats
 
 
 @nb.njit(cache=True)
@@ -93,7 +68,9 @@ def bev_split(xyz: np.ndarray, labels: np.ndarray, eps: float, min_points: int, 
     if k == 0 or eps <= 0:
         return labels
     lab = np.asarray(labels, np.int64)
-    count, xmin, ymin, xmax, length = _extents(xyz, lab, k)
+    # the BEV length rule of the filters; heights are not needed here
+    st = cluster_stats(xyz, np.zeros(len(xyz)), lab, k)
+    count, xmin, ymin, xmax, length = st["count"], st["x_min"], st["y_min"], st["x_max"], st["length"]
     cand = (length <= max_extent) & (count >= 2 * min_piece)
     if not cand.any():
         return labels
