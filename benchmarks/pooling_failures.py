@@ -25,11 +25,13 @@ def _fails(stats: dict, cfg) -> np.ndarray:
     """Per-cluster bitmask of the filter rules (RULES order) a cluster fails, mirroring ``keep_clusters``."""
     pole = (stats["top"] >= cfg.pole_min_height) & (stats["length"] <= cfg.pole_max_width)
     tests = (stats["count"] < cfg.min_cluster_points, stats["length"] > cfg.max_extent,
-             stats["area"] > cfg.max_area, stats["top"] > cfg.max_height, stats["bottom"] > cfg.max_bottom, pole)
+             stats["area"] > cfg.max_area, stats["top"] > cfg.max_height,
+             (stats["bottom"] > cfg.max_bottom) & (stats.get("supported", 0.0) < 0.5), pole)
     return sum(t.astype(np.int64) << j for j, t in enumerate(tests))
 
 
-def rule_trace(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg, eps_list: tuple) -> np.ndarray:
+def rule_trace(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg, eps_list: tuple,
+               sup: np.ndarray | None = None) -> np.ndarray:
     """Per point, the bitmask of rules that dropped it at the deepest level of ``core._split`` it reached
     (0: kept or DBSCAN noise). Mirrors ``_split``: too-large clusters up to ``split_max_extent`` are
     re-clustered; their points left as noise at the smaller eps get *crumbled* plus the parent's rules."""
@@ -42,7 +44,7 @@ def rule_trace(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg, eps_list
     k = int(labels.max(initial=-1)) + 1
     if k == 0:
         return reason
-    stats = cluster_stats(xyz, h, labels, k)
+    stats = cluster_stats(xyz, h, labels, k, sup)
     keep, fails = keep_clusters(stats, cfg), _fails(stats, cfg)
     big = (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area)
     retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & big
@@ -69,7 +71,7 @@ def rule_trace(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg, eps_list
         reason[ir] = np.where(sub[r] < 0, fails[parent[r]] | (1 << 7), 0)
         sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points,
                                       split_kept_share=1.0)
-        deeper = rule_trace(xyz[ir], h[ir], _compact(sub[r]), sub_cfg, eps_list[1:])
+        deeper = rule_trace(xyz[ir], h[ir], _compact(sub[r]), sub_cfg, eps_list[1:], None if sup is None else sup[ir])
         reason[ir] = np.where(sub[r] >= 0, deeper, reason[ir])
     return reason
 
@@ -91,6 +93,7 @@ def main() -> int:
     from calico.config import get_config
     from calico.data.dataset import NuScenesDataset
     from calico.pooling.core import cluster, semantic_pooling
+    from calico.pooling.filters import support_below
     from calico.pooling.ground import ground_mask
     from calico.pooling.metrics import points_in_boxes
 
@@ -113,7 +116,9 @@ def main() -> int:
             _, h = ground_mask(xyz, p.ground_cell, p.ground_thresh, p.ground_max_slope, p.ground_passes,
                                p.ground_radial)
             why = np.zeros(len(xyz), np.int64)
-            why[ng] = rule_trace(xyz[ng], h[ng], lab[ng], p, tuple(p.split_eps))
+            sup = support_below(xyz[ng], lab[ng], p.ground_cell, p.bottom_support_gap, p.bottom_support_max) \
+                if p.bottom_support_gap > 0 else None
+            why[ng] = rule_trace(xyz[ng], h[ng], lab[ng], p, tuple(p.split_eps), sup)
         inside = points_in_boxes(xyz, np.asarray(rec["gt_boxes"]))
         rsize = np.bincount(reg[reg >= 0]) if (reg >= 0).any() else np.zeros(1)
         for b, name in enumerate(rec["gt_names"]):
