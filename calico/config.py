@@ -60,6 +60,8 @@ class PoolingConfig:
     max_area: float = 45.0  # m^2, BEV box area
     max_height: float = 4.5  # m, top of a kept cluster above the ground under it
     max_bottom: float = 1.5  # m, lowest point above ground: higher clusters float (canopy, signs)
+    bottom_support_gap: float = 0.5  # m: ... unless most points have another return this far below (roof ring); 0: off
+    bottom_support_max: float = 1.5  # m: ... and at most this far (LiDAR ring spacing at ~60 m, not canopy over a car)
     pole_min_height: float = 2.5  # m: a cluster this tall ...
     pole_max_width: float = 0.6  # m: ... and at most this long in BEV is a pole or trunk
     min_cluster_points: int = 5

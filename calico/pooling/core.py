@@ -17,7 +17,7 @@ import numpy as np
 from calico.config import PoolingConfig
 from calico.pooling.bev_split import bev_split
 from calico.pooling.dbscan import dbscan
-from calico.pooling.filters import cluster_stats, keep_clusters
+from calico.pooling.filters import cluster_stats, keep_clusters, support_below
 from calico.pooling.ground import ground_mask
 
 
@@ -132,7 +132,11 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     cand = np.flatnonzero(~g)
     if len(cand):
         vc = v[cand]
-        labels = _split(vc, h[cand], cluster(vc, cfg), cfg, tuple(cfg.split_eps))
+        lab0 = cluster(vc, cfg)
+        # a roof ring seen 1.5-2 m up at range is no canopy when its car's lower ring lies right under it
+        sup = support_below(vc, lab0, cfg.ground_cell, cfg.bottom_support_gap, cfg.bottom_support_max) \
+            if cfg.bottom_support_gap > 0 else None
+        labels = _split(vc, h[cand], lab0, cfg, tuple(cfg.split_eps), sup)
         # people side by side, a person by a car: cut kept clusters that fall apart seen from above
         labels = bev_split(vc, labels, cfg.bev_split_eps, cfg.bev_split_min_points, cfg.bev_split_share,
                            cfg.bev_split_min_piece, cfg.bev_split_max_extent)
@@ -146,7 +150,7 @@ def _number(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfig,
-           eps_list: tuple[float, ...]) -> np.ndarray:
+           eps_list: tuple[float, ...], sup: np.ndarray | None = None) -> np.ndarray:
     """Apply the filters; clusters rejected as too large are re-clustered at the next, smaller eps.
 
     Clusters at a smaller eps are subsets of those at a larger one, so this only ever cuts clusters (a row
@@ -157,7 +161,7 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
     k = int(labels.max()) + 1
     if k == 0:
         return labels
-    stats = cluster_stats(xyz, h, labels, k)
+    stats = cluster_stats(xyz, h, labels, k, sup)
     keep = keep_clusters(stats, cfg)
     if not eps_list:
         return _number(labels, keep)
@@ -184,6 +188,6 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
         sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points,
                                       split_kept_share=1.0)  # pairs are cut once, at the first smaller eps
         sub_r = _compact(sub[r])
-        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:])
+        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:], None if sup is None else sup[idx[r]])
         out[idx[r]] = np.where(res >= 0, res + int(keep.sum()), -1)
     return out

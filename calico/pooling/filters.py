@@ -2,7 +2,9 @@
 
 Each rule is a physical bound on nuScenes' ten classes (the largest, buses and trailers, are ~12-13 m long,
 ~3-4 m wide and ~4 m high): clusters beyond them are buildings, walls, hedges or tree crowns; very tall,
-very thin clusters are poles and trunks; clusters floating well above the ground are canopy.
+very thin clusters are poles and trunks; clusters floating well above the ground are canopy -- unless other
+returns lie below them in the same BEV cells (``support_below``): at range the LiDAR rings are ~1 m apart, so
+a car's roof ring is its own cluster 1.5-2 m above the road, and the object under it shows it is no canopy.
 """
 
 from __future__ import annotations
@@ -37,8 +39,54 @@ def _minmax(xyz, ground_h, lab, k):
     return lo, hi, count
 
 
-def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Per-cluster statistics for ``labels`` in 0..k-1 (points labelled -1 are ignored)."""
+@nb.njit(cache=True)
+def _support(xyz, lab, cell, gap, max_gap):
+    """Per point: does the lowest point of another cluster (or noise) in its BEV cell lie ``gap`` to
+    ``max_gap`` below it? One pass keeps per cell the lowest z, its label, and the lowest z of any other
+    label. The band is the LiDAR ring spacing: canopy far above a car roof gets no support."""
+    n = len(xyz)
+    lo0, lo1, hi0, hi1 = np.inf, np.inf, -np.inf, -np.inf
+    for i in range(n):
+        lo0, hi0 = min(lo0, xyz[i, 0]), max(hi0, xyz[i, 0])
+        lo1, hi1 = min(lo1, xyz[i, 1]), max(hi1, xyz[i, 1])
+    cell = max(cell, max(hi0 - lo0, hi1 - lo1) / 1023.0)  # bounded grid for pathological extents
+    ny, nx = np.int64((hi0 - lo0) / cell) + 1, np.int64((hi1 - lo1) / cell) + 1
+    z1 = np.full(ny * nx, np.inf)
+    z2 = np.full(ny * nx, np.inf)  # lowest z among labels other than l1's
+    l1 = np.full(ny * nx, -2, np.int64)
+    flat = np.empty(n, np.int64)
+    for i in range(n):
+        f = np.int64((xyz[i, 0] - lo0) / cell) * nx + np.int64((xyz[i, 1] - lo1) / cell)
+        flat[i] = f
+        z, a = xyz[i, 2], lab[i]
+        if z < z1[f]:
+            if a != l1[f]:
+                z2[f] = z1[f]
+            z1[f], l1[f] = z, a
+        elif a != l1[f] and z < z2[f]:
+            z2[f] = z
+    out = np.zeros(n, np.bool_)
+    for i in range(n):
+        f = flat[i]
+        other = z2[f] if lab[i] == l1[f] else z1[f]
+        out[i] = xyz[i, 2] - max_gap <= other < xyz[i, 2] - gap
+    return out
+
+
+def support_below(xyz: np.ndarray, labels: np.ndarray, cell: float, gap: float,
+                  max_gap: float = np.inf) -> np.ndarray:
+    """(N,) bool: the lowest point of another cluster (or a noise point) in the point's ``cell`` BEV cell
+    lies ``gap`` to ``max_gap`` below it. ``xyz``: non-ground points, ``labels`` their DBSCAN labels."""
+    if len(xyz) == 0:
+        return np.zeros(0, bool)
+    return _support(np.ascontiguousarray(xyz, np.float64), np.asarray(labels, np.int64), float(cell), float(gap),
+                    float(max_gap))
+
+
+def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: int,
+                  support: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-cluster statistics for ``labels`` in 0..k-1 (points labelled -1 are ignored); with ``support``
+    (``support_below``) also the share of each cluster's points with something below them."""
     # Extents along the axes and along the diagonals (u, v): the smaller of the two boxes is close to the
     # minimum-area box for the rectangle-like footprints of vehicles, whatever their heading.
     lo, hi, count = _minmax(np.asarray(xyz, np.float64), np.asarray(ground_h, np.float64),
@@ -54,6 +102,9 @@ def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: 
     out["area"] = out["length"] * out["width"]
     out["top"] = out["zg_max"]  # highest point above the ground under it
     out["bottom"] = out["zg_min"]  # lowest point above the ground under it
+    if support is not None:
+        sup = np.bincount(labels[support & (labels >= 0)], minlength=k)[:k]
+        out["supported"] = sup / np.maximum(count, 1)
     return out
 
 
@@ -63,7 +114,10 @@ def keep_clusters(stats: dict[str, np.ndarray], cfg) -> np.ndarray:
     keep &= stats["length"] <= cfg.max_extent
     keep &= stats["area"] <= cfg.max_area
     keep &= stats["top"] <= cfg.max_height
-    keep &= stats["bottom"] <= cfg.max_bottom
+    low = stats["bottom"] <= cfg.max_bottom
+    if "supported" in stats:  # not floating: most of its points have an object below them
+        low |= stats["supported"] >= 0.5
+    keep &= low
     pole = (stats["top"] >= cfg.pole_min_height) & (stats["length"] <= cfg.pole_max_width)
     keep &= ~pole
     return keep
