@@ -96,7 +96,7 @@ def speed_rows(clouds: list[tuple[str, np.ndarray]], reps: int) -> list[str]:
     from calico.pooling.ground import ground_mask
 
     cfg = PoolingConfig()
-    no_split = dataclasses.replace(cfg, split_eps=(), bev_split_eps=0.0)  # the paper's steps only
+    no_split = dataclasses.replace(cfg, split_eps=(), bev_split_eps=0.0, bottom_support_gap=0.0)  # paper steps only
     rows = []
     gargs = (cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes, cfg.ground_radial)
     for name, pts in clouds:
