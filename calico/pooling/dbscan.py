@@ -67,6 +67,23 @@ def _gap(d, f):
     return 0.0
 
 
+@nb.njit(cache=True, inline="always")
+def _dist2(p, i, q):
+    """Squared distance of points ``i`` and ``q``, summed x, y, z in this order (``_box_gap2`` relies on it)."""
+    dx = p[q, 0] - p[i, 0]
+    dy = p[q, 1] - p[i, 1]
+    dz = p[q, 2] - p[i, 2]
+    return dx * dx + dy * dy + dz * dz
+
+
+@nb.njit(cache=True, inline="always")
+def _column_gap2(cx, cy, fr, i):
+    """Squared BEV gap (cube units) between point ``i`` and the column ``(cx, cy)`` columns away."""
+    gx = _gap(cx, fr[i, 0])
+    gy = _gap(cy, fr[i, 1])
+    return gx * gx + gy * gy
+
+
 @nb.njit(cache=True)
 def _sort_cubes(xyz, lo, side, ny, nz, n_cols):
     """Points sorted by cube key (column, z): order, sorted points, their in-cube fractions, cube starts and
@@ -227,9 +244,7 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
             for i in range(a0, a1):
                 cnt = 0
                 for t in range(m):
-                    gx = _gap(colx[nk[t]], fr[i, 0])
-                    gy = _gap(coly[nk[t]], fr[i, 1])
-                    g2 = gx * gx + gy * gy
+                    g2 = _column_gap2(colx[nk[t]], coly[nk[t]], fr, i)
                     if g2 > lim:
                         continue
                     for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, t), nhi[t]):
@@ -240,10 +255,7 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                         if g2 + gz * gz > lim:
                             continue
                         for q in range(cstart[d], cstart[d + 1]):
-                            dx = p[q, 0] - p[i, 0]
-                            dy = p[q, 1] - p[i, 1]
-                            dzz = p[q, 2] - p[i, 2]
-                            if dx * dx + dy * dy + dzz * dzz <= eps2:
+                            if _dist2(p, i, q) <= eps2:
                                 cnt += 1
                         if cnt >= min_samples:
                             break
@@ -292,10 +304,7 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                             continue  # this point is too far from the core points of cube d for any pair
                         for q in range(cstart[d], cstart[d + 1]):
                             if core[q]:
-                                dx = p[q, 0] - p[i, 0]
-                                dy = p[q, 1] - p[i, 1]
-                                dz = p[q, 2] - p[i, 2]
-                                if dx * dx + dy * dy + dz * dz <= eps2:
+                                if _dist2(p, i, q) <= eps2:
                                     linked = True
                                     break
                         if linked:
@@ -333,9 +342,7 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                     looked = True
                 best = np.int64(-1)
                 for t in range(m):
-                    gx = _gap(colx[nk[t]], fr[i, 0])
-                    gy = _gap(coly[nk[t]], fr[i, 1])
-                    g2 = gx * gx + gy * gy
+                    g2 = _column_gap2(colx[nk[t]], coly[nk[t]], fr, i)
                     if g2 > lim:
                         continue
                     for d in range(_skip_below(cz, cz[c] - _REACH, nlo, nhi, t), nhi[t]):
@@ -351,10 +358,7 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                             continue
                         for q in range(cstart[d], cstart[d + 1]):
                             if core[q]:
-                                dx = p[q, 0] - p[i, 0]
-                                dy = p[q, 1] - p[i, 1]
-                                dzz = p[q, 2] - p[i, 2]
-                                if dx * dx + dy * dy + dzz * dzz <= eps2:
+                                if _dist2(p, i, q) <= eps2:
                                     best = r
                                     break
                 border[i] = best

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from calico.pooling.ground import bev_grid, cell_index
+
 
 @nb.njit(cache=True)
 def _minmax(xyz, ground_h, lab, k):
@@ -40,23 +42,17 @@ def _minmax(xyz, ground_h, lab, k):
 
 
 @nb.njit(cache=True)
-def _support(xyz, lab, cell, gap, max_gap):
+def _support(xyz, lab, lo0, lo1, cell, ny, nx, gap, max_gap):
     """Per point: does the lowest point of another cluster (or noise) in its BEV cell lie ``gap`` to
     ``max_gap`` below it? One pass keeps per cell the lowest z, its label, and the lowest z of any other
     label. The band is the LiDAR ring spacing: canopy far above a car roof gets no support."""
     n = len(xyz)
-    lo0, lo1, hi0, hi1 = np.inf, np.inf, -np.inf, -np.inf
-    for i in range(n):
-        lo0, hi0 = min(lo0, xyz[i, 0]), max(hi0, xyz[i, 0])
-        lo1, hi1 = min(lo1, xyz[i, 1]), max(hi1, xyz[i, 1])
-    cell = max(cell, max(hi0 - lo0, hi1 - lo1) / 1023.0)  # bounded grid for pathological extents
-    ny, nx = np.int64((hi0 - lo0) / cell) + 1, np.int64((hi1 - lo1) / cell) + 1
     z1 = np.full(ny * nx, np.inf)
     z2 = np.full(ny * nx, np.inf)  # lowest z among labels other than l1's
     l1 = np.full(ny * nx, -2, np.int64)
     flat = np.empty(n, np.int64)
     for i in range(n):
-        f = np.int64((xyz[i, 0] - lo0) / cell) * nx + np.int64((xyz[i, 1] - lo1) / cell)
+        f = cell_index(xyz[i, 0], xyz[i, 1], lo0, lo1, cell, nx)
         flat[i] = f
         z, a = xyz[i, 2], lab[i]
         if z < z1[f]:
@@ -79,8 +75,8 @@ def support_below(xyz: np.ndarray, labels: np.ndarray, cell: float, gap: float,
     lies ``gap`` to ``max_gap`` below it. ``xyz``: non-ground points, ``labels`` their DBSCAN labels."""
     if len(xyz) == 0:
         return np.zeros(0, bool)
-    return _support(np.ascontiguousarray(xyz, np.float64), np.asarray(labels, np.int64), float(cell), float(gap),
-                    float(max_gap))
+    xyz = np.ascontiguousarray(xyz, np.float64)
+    return _support(xyz, np.asarray(labels, np.int64), *bev_grid(xyz, float(cell)), float(gap), float(max_gap))
 
 
 def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: int,

@@ -27,12 +27,27 @@ _MAX_CELLS = 1024  # per axis: bounds the grid for pathological extents (the cel
 _SQRT2 = float(np.sqrt(2.0))
 
 
+def bev_grid(xyz: np.ndarray, cell: float) -> tuple[float, float, float, int, int]:
+    """``(lo_x, lo_y, cell, ny, nx)`` of a BEV grid over float64 ``xyz``; the cell grows for pathological
+    extents so that neither axis exceeds ``_MAX_CELLS`` cells."""
+    lo, hi, _ = bounds(xyz)
+    lo, span = lo[:2], (hi - lo)[:2]
+    cell = max(cell, float(span.max()) / (_MAX_CELLS - 1))
+    return float(lo[0]), float(lo[1]), cell, int(span[0] / cell) + 1, int(span[1] / cell) + 1
+
+
+@nb.njit(cache=True, inline="always")
+def cell_index(x, y, lo0, lo1, cell, nx):
+    """Flat index of the ``bev_grid`` cell holding (x, y)."""
+    return np.int64((x - lo0) / cell) * nx + np.int64((y - lo1) / cell)
+
+
 @nb.njit(cache=True)
 def _cell_min(xyz, lo0, lo1, cell, ny, nx):
     flat = np.empty(len(xyz), np.int64)
     zmin = np.full(ny * nx, np.inf)
     for i in range(len(xyz)):
-        f = np.int64((xyz[i, 0] - lo0) / cell) * nx + np.int64((xyz[i, 1] - lo1) / cell)
+        f = cell_index(xyz[i, 0], xyz[i, 1], lo0, lo1, cell, nx)
         flat[i] = f
         if xyz[i, 2] < zmin[f]:
             zmin[f] = xyz[i, 2]
@@ -173,16 +188,13 @@ def ground_surface(xyz: np.ndarray, cell: float = 1.0, max_slope: float = 0.1, p
                    radial: bool = True, outlier_drop: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(height, flat_index)``: the ground height of each grid cell (flattened) and each point's cell."""
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
-    lo, hi, _ = bounds(xyz)
-    lo, span = lo[:2], (hi - lo)[:2]
-    cell = max(cell, float(span.max()) / (_MAX_CELLS - 1))
-    ny, nx = int(span[0] / cell) + 1, int(span[1] / cell) + 1
-    grid, flat = _cell_min(xyz, float(lo[0]), float(lo[1]), cell, ny, nx)
+    lo0, lo1, cell, ny, nx = bev_grid(xyz, cell)
+    grid, flat = _cell_min(xyz, lo0, lo1, cell, ny, nx)
     grid = _lift_outliers(grid, outlier_drop)
     h = _erode(grid, max_slope * cell, int(passes))
     if radial:  # the sensor sits at the LiDAR frame's origin
-        i0 = min(max(int(-lo[0] / cell), 0), ny - 1)
-        j0 = min(max(int(-lo[1] / cell), 0), nx - 1)
+        i0 = min(max(int(-lo0 / cell), 0), ny - 1)
+        j0 = min(max(int(-lo1 / cell), 0), nx - 1)
         h = np.minimum(h, _radial(grid, max_slope * cell, i0, j0))
     return h.ravel(), flat
 
