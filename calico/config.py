@@ -164,6 +164,27 @@ class PretrainConfig:
     grad_clip: float = 35.0  # as fine-tuning (App. B)
     schedule: str = "cyclic"  # "cyclic", "onecycle" or "constant" (calico.engine.optim)
     max_steps: int = 0  # > 0 caps the optimiser steps; the schedule spans the capped run
+    # which points are contrasted (calico/pretrain/sampling.py): "uniform" draws rows uniformly; "cell" keeps at
+    # most one row per F^LiDAR cell (per region within a cell for rich rows), balanced over range
+    sampling: str = "cell"
+    # the BEV map the contrast reads: "backbone" (F^LiDAR, the paper) or "decoder" (also pre-trains lidar_decoder)
+    features: str = "backbone"
+
+
+@dataclass
+class AugmentConfig:
+    """Fine-tuning augmentation (``calico.data.augment.augment_sample``), BEVFusion's nuScenes settings."""
+
+    enabled: bool = True
+    rot_range: float = 45.0  # degrees, global rotation U(-rot, rot) about +z (BEVFusion rot_lim ±0.785 rad)
+    scale_range: tuple[float, float] = (0.9, 1.1)  # global scale (BEVFusion resize_lim)
+    translate_std: float = 0.5  # m, global translation N(0, std) per axis (BEVFusion trans_lim)
+    flip_prob: float = 0.5  # flip along x and along y, each drawn independently (RandomFlip3D)
+    paste: bool = True  # GT-database paste of labeled objects (LiDAR-only models, see paste_with_camera)
+    paste_max: int = 10  # objects pasted per sample at most
+    paste_with_camera: bool = False  # pasted points have no pixels: off for camera models (BEVFusion's fade)
+    image_scale_range: tuple[float, float] = (0.9, 1.1)  # extra image resize before the crop (ImageAug3D)
+    image_rot_range: float = 5.4  # degrees, image rotation U(-rot, rot) (BEVFusion rot_lim)
 
 
 @dataclass
@@ -184,6 +205,9 @@ class FinetuneConfig:
     device: str = "auto"  # "auto" (CUDA if available), "cpu" or "cuda"
     train_split: str = "train"  # split the label fraction is drawn from (v1.0-mini: "mini_train")
     val_split: str = "val"  # evaluated after training when it exists (v1.0-mini: "mini_val")
+    # lr multiplier of the model parts loaded from --init (1: one lr for all, the paper's AdamW); < 1 keeps a
+    # pre-trained backbone close to what pre-training learnt while the random heads train at the full lr
+    pretrained_lr_mult: float = 1.0
 
 
 @dataclass
@@ -195,6 +219,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -315,7 +340,7 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     """Inverse of ``Config.to_dict`` (lists come back as tuples where the field is a tuple)."""
     cfg = Config(name=d.get("name", "paper"), seed=d.get("seed", 0))
     flat: dict[str, Any] = {}
-    for section in ("data", "pooling", "model", "pretrain", "finetune"):
+    for section in ("data", "pooling", "model", "pretrain", "finetune", "augment"):
         for key, value in d.get(section, {}).items():
             current = getattr(getattr(cfg, section), key, None)
             if isinstance(current, tuple) and isinstance(value, list):
