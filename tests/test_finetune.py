@@ -83,3 +83,15 @@ def test_finetune_cli_errors(tmp_path, capsys):
     rc = main(["finetune", "--config", "cpu", "--dataroot", str(tmp_path), "--out", str(tmp_path / "r"),
                "--set", "finetune.nope=1"])
     assert rc == 1 and "unknown config key" in capsys.readouterr().err
+
+
+def test_pretrained_parts_get_their_lr_multiplier():
+    from calico.config import get_config
+    from calico.finetune.train import pretrained_lr_mult
+    from calico.models import build_model
+
+    cfg = get_config("cpu", ["model.modality=L"])
+    model = build_model(cfg.model, cfg.data)
+    mult = pretrained_lr_mult(model, {"lidar_backbone"}, 0.1)
+    assert set(mult) == {id(p) for p in model.lidar_backbone.parameters()} and set(mult.values()) == {0.1}
+    assert pretrained_lr_mult(model, {"lidar_backbone"}, 1.0) == {}

@@ -73,12 +73,14 @@ class Trainer:
     called on rank 0 at every checkpoint, its dict is stored beside the training state (e.g.
     ``{"parts": ...}`` or ``{"model": ...}``). ``hooks``: ``hook(event, trainer)`` with event in
     ``step_start``, ``step_end``, ``epoch_end``. ``resume``: continue from ``run_dir/last.pt``.
+    ``lr_mult``: ``{id(param): multiplier of the lr}`` (``calico.engine.optim.build_optimizer``).
     """
 
     def __init__(self, settings: TrainSettings | Any, run_dir: str | Path, module: nn.Module, dataset,
                  collate_fn: Callable | None = None, seed: int = 0, params: Iterable[nn.Parameter] | None = None,
                  extra_state: Callable[[], dict[str, Any]] | None = None, hooks: list[Hook] | None = None,
-                 resume: bool = False, find_unused: bool | None = None, shuffle: bool = True):
+                 resume: bool = False, find_unused: bool | None = None, shuffle: bool = True,
+                 lr_mult: dict[int, float] | None = None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"Trainer needs an nn.Module with forward(batch, generator); got {type(module)}")
         self.s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_section(settings)
@@ -105,7 +107,7 @@ class Trainer:
         self.amp = bool(self.s.amp and cuda)
         self.amp_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.optimizer = build_optimizer(self.params, self.s)
+        self.optimizer = build_optimizer(self.params, self.s, lr_mult)
         self.scheduler = build_scheduler(self.optimizer, self.s, self.total_steps)
 
         if self.world > 1:

@@ -28,6 +28,15 @@ class SupervisedStep(nn.Module):
         return self.model.loss(self.model(batch), batch)
 
 
+def pretrained_lr_mult(model: nn.Module, parts: set[str], mult: float) -> dict[int, float]:
+    """``{id(param): mult}`` for the parameters of the named (pre-trained) ``parts``; empty when mult is 1."""
+    if mult == 1.0 or not parts:
+        return {}
+    if dist.is_main():
+        print(f"pre-trained parts {sorted(parts)} train at {mult} x the lr")
+    return {id(p): mult for name in sorted(parts) for p in getattr(model, name).parameters()}
+
+
 def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None = None, resume: bool = False,
              evaluate: bool = True, dataset: Any = None, collate_fn: Any = None, model: nn.Module | None = None,
              hooks: list[Hook] | None = None) -> dict[str, Any]:
@@ -49,9 +58,14 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
         dataset = NuScenesDataset(cfg, split=ft.train_split, fraction=ft.fraction, with_regions=False)
         collate_fn = collate_fn or collate
     run_dir = Path(run_dir)
-    if init and not (resume and (run_dir / "last.pt").is_file()):  # a resumed run's weights come from last.pt
-        for path in [init] if isinstance(init, str) else init:
-            load_init(model, path, verbose=dist.is_main())
+    # The parts --init fills get their own lr. A resumed run loads --init too, to rebuild the same optimiser
+    # groups; the trainer then overwrites every weight from last.pt.
+    resumed = resume and (run_dir / "last.pt").is_file()
+    loaded: set[str] = set()
+    for path in ([init] if isinstance(init, str) else init) if init else []:
+        report = load_init(model, path, verbose=dist.is_main() and not resumed)
+        loaded |= {name for name, part in report.parts.items() if part.loaded > 0 and name != "(other)"}
+    lr_mult = pretrained_lr_mult(model, loaded, ft.pretrained_lr_mult)
     if dist.is_main():
         print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
@@ -59,7 +73,7 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     trainer = Trainer(settings, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
                       extra_state=lambda: {"model": model.state_dict(), "kind": "finetune",
                                            "config": cfg.to_dict()},
-                      hooks=hooks, resume=resume)
+                      hooks=hooks, resume=resume, lr_mult=lr_mult)
     summary = trainer.fit()
     if evaluate and dist.is_main():
         from calico.engine.runsetup import try_evaluation
