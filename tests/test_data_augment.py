@@ -191,6 +191,8 @@ def test_paste_keeps_rows_and_avoids_overlap(sample, world):
     for k in range(len(db)):
         assert len(db.object_points(k)) >= 5
         assert points_in_boxes(db.object_points(k)[:, :3], db.boxes[k:k + 1]).all()
+    capped = GTDatabase.from_dataset(NuScenesDataset(world, split=None, with_regions=False), max_per_class=1)
+    assert set(capped.by_class) == set(db.by_class) and all(len(v) == 1 for v in capped.by_class.values())
     s = {k: sample[k] for k in ("points", "gt_boxes", "gt_labels", "gt_num_pts")}
     s["gt_boxes"], s["gt_labels"], s["gt_num_pts"] = s["gt_boxes"][:3], s["gt_labels"][:3], s["gt_num_pts"][:3]
     out = paste_objects(s, db, 10, np.random.default_rng(0))

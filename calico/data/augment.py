@@ -179,16 +179,24 @@ class GTDatabase:
         return self.points[self.offsets[k]:self.offsets[k + 1]]
 
     @classmethod
-    def from_dataset(cls, dataset: Any, min_points: int = 5) -> GTDatabase:
-        """Collect objects from every record of ``dataset`` (a ``NuScenesDataset``: ``records``, ``load_points``)."""
+    def from_dataset(cls, dataset: Any, min_points: int = 5, max_per_class: int = 1000) -> GTDatabase:
+        """Collect objects from the records of ``dataset`` (a ``NuScenesDataset``: ``records``, ``load_points``).
+
+        At most ``max_per_class`` objects per class (in record order) bound memory and start-up on large
+        fractions; a record whose classes are all full is not loaded.
+        """
         pts, offsets, boxes, labels, scenes = [], [0], [], [], []
+        count: dict[int, int] = defaultdict(int)
         for i, rec in enumerate(dataset.records):
             b = np.asarray(rec["gt_boxes"], np.float32).reshape(-1, 9)
-            if len(b) == 0:
+            if len(b) == 0 or all(count[int(c)] >= max_per_class for c in rec["gt_labels"]):
                 continue
             cloud = dataset.load_points(i)
             inside = points_in_boxes(cloud[:, :3], b)
             for k in np.flatnonzero(inside.sum(0) >= min_points):
+                if count[int(rec["gt_labels"][k])] >= max_per_class:
+                    continue
+                count[int(rec["gt_labels"][k])] += 1
                 obj = cloud[inside[:, k]]
                 pts.append(obj.astype(np.float32))
                 offsets.append(offsets[-1] + len(obj))
