@@ -205,6 +205,20 @@ def test_paste_keeps_rows_and_avoids_overlap(sample, world):
     assert out["gt_num_pts"][3:].sum() == len(out["points"]) - len(s["points"])
 
 
+def test_paste_only_without_camera_unless_asked(sample, world):
+    from calico.data.dataset import NuScenesDataset
+
+    db = GTDatabase.from_dataset(NuScenesDataset(world, split=None, with_regions=False, load_images=False))
+    cfg = copy.deepcopy(world)
+    s = {k: sample[k] for k in ("points", "gt_boxes", "gt_labels", "gt_num_pts")}
+    for modality, with_camera, pasted in (("L+C", False, False), ("L+C", True, True), ("L", False, True)):
+        cfg.model.modality, cfg.augment.paste_with_camera = modality, with_camera
+        out = augment_sample(s, cfg, np.random.default_rng(0), db)
+        assert (len(out["gt_boxes"]) > len(s["gt_boxes"])) == pasted, modality
+    cfg.augment.paste = False
+    assert len(augment_sample(s, cfg, np.random.default_rng(0), db)["gt_boxes"]) == len(s["gt_boxes"])
+
+
 def test_edge_cases(world):
     cfg = copy.deepcopy(world)
     empty = {"points": np.zeros((0, 5), np.float32), "gt_boxes": np.zeros((0, 9), np.float32),

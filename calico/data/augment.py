@@ -107,12 +107,11 @@ def apply_global(sample: dict[str, Any], a: np.ndarray, seg_range: float) -> dic
     out["gt_boxes"] = transform_boxes(np.asarray(sample["gt_boxes"]), a)
     inv = np.linalg.inv(a)
     # A LiDAR point p becomes A p: the camera must see A p where it saw p, so the extrinsics absorb inv(A).
-    for key, mat in (("lidar2cam", None), ("lidar2img", None), ("cam2lidar", a)):
-        if key not in sample:
-            continue
-        m = np.asarray(sample[key])
-        new = (mat @ m.astype(np.float64)) if mat is not None else (m.astype(np.float64) @ inv)
-        out[key] = new.astype(m.dtype)
+    for key in ("lidar2cam", "lidar2img", "cam2lidar"):
+        if key in sample:
+            m = np.asarray(sample[key])
+            new = a @ m.astype(np.float64) if key == "cam2lidar" else m.astype(np.float64) @ inv
+            out[key] = new.astype(m.dtype)
     if "map_masks" in sample:
         out["map_masks"] = transform_map_masks(np.asarray(sample["map_masks"]), a, seg_range)
     return out
