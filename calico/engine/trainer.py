@@ -173,6 +173,8 @@ class Trainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         self.sampler.set_position(epoch, self.step_in_epoch * self.s.batch_size)
+        if hasattr(getattr(self.dataset, "transform", None), "set_epoch"):  # per-epoch augmentation draws
+            self.dataset.transform.set_epoch(epoch)
         # An explicit generator keeps DataLoader from drawing worker seeds from the global torch RNG
         # (which would make the run depend on when iterators are created, and break exact resume).
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))

@@ -16,8 +16,8 @@ from calico.engine.trainer import Hook
 class SupervisedStep(nn.Module):
     """The engine's step module for fine-tuning: ``model(batch)`` then ``model.loss(out, batch)``.
 
-    The step generator is not used: fine-tuning has no stochastic augmentation yet (a future one must draw
-    from ``generator`` to keep exact resume).
+    The step generator is not used: fine-tuning's augmentation (``calico.data.augment``) runs in the dataset's
+    ``transform``, drawing from a per-(seed, epoch, sample) generator, which keeps exact resume.
     """
 
     def __init__(self, model: nn.Module):
@@ -57,6 +57,13 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
 
         dataset = NuScenesDataset(cfg, split=ft.train_split, fraction=ft.fraction, with_regions=False)
         collate_fn = collate_fn or collate
+    if cfg.augment.enabled and getattr(dataset, "transform", False) is None:  # training set only, never evaluation
+        from calico.data.augment import Augmenter, GTDatabase, paste_enabled
+
+        paste_db = None
+        if paste_enabled(cfg) and hasattr(dataset, "records"):  # the labeled fraction's objects only
+            paste_db = GTDatabase.from_dataset(dataset)
+        dataset.transform = Augmenter(cfg, cfg.seed, paste_db)
     run_dir = Path(run_dir)
     # The parts --init fills get their own lr. A resumed run loads --init too, to rebuild the same optimiser
     # groups; the trainer then overwrites every weight from last.pt.
