@@ -94,10 +94,10 @@ def _draw_cells(key: Tensor, dist: Tensor, count: int, ring_width: float, genera
     n = key.numel()
     if count <= 0 or n == 0:
         return key.new_zeros(0)
-    # one representative per key, uniform among its rows: a random order, then the first row of each key
-    perm = torch.randperm(n, generator=generator)
-    order = perm[torch.argsort(key[perm], stable=True)]
-    k = key[order]
+    # one representative per key, uniform among its rows: sort by (key, random priority) in one int64 sort
+    # (the priorities are a permutation, so no ties), then the first row of each key
+    k, order = torch.sort(key * n + torch.randperm(n, generator=generator))
+    k = torch.div(k, n, rounding_mode="floor")
     first = torch.ones(n, dtype=torch.bool)
     first[1:] = k[1:] != k[:-1]
     reps = order[first]
@@ -117,8 +117,8 @@ def _draw_cells(key: Tensor, dist: Tensor, count: int, ring_width: float, genera
     return reps[keep[torch.argsort(pos[keep])]]
 
 
-def _draw_frame_cells(rich_cand: Tensor, less_cand: Tensor, regions: Tensor, cell: Tensor, dist: Tensor,
-                      num_rich: int, num_less: int, ring_width: float,
+def _draw_frame_cells(rich_cand: Tensor, less_cand: Tensor, regions: Tensor, cell: Tensor, num_cells: int,
+                      dist: Tensor, num_rich: int, num_less: int, ring_width: float,
                       generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The "cell" draw of one frame: rich rows one per (cell, region), then semantic-less rows one per cell
     among the cells no drawn rich row occupies."""
@@ -127,7 +127,9 @@ def _draw_frame_cells(rich_cand: Tensor, less_cand: Tensor, regions: Tensor, cel
     rich = rich_cand[_draw_cells(rich_cell * n_reg + regions[rich_cand], dist[rich_cand], num_rich, ring_width,
                                  generator)]
     # a semantic-less row in a drawn rich row's cell would read the same feature as that positive
-    less_cand = less_cand[~torch.isin(cell[less_cand], cell[rich])]
+    taken = torch.zeros(num_cells, dtype=torch.bool)
+    taken[cell[rich]] = True
+    less_cand = less_cand[~taken[cell[less_cand]]]
     less = less_cand[_draw_cells(cell[less_cand], dist[less_cand], num_less, ring_width, generator)]
     return rich, less
 
@@ -175,12 +177,14 @@ def sample_points(
     regions_cpu = regions.long().cpu()
     valid_cpu = valid.cpu()
     cell_cpu = dist_cpu = None
+    num_cells = 0
     if mode == "cell":
         xy0 = views_xy[0].detach().float().cpu()
         rows_, cols_ = int(grid_shape[0]), int(grid_shape[1])
         i, j = bev_cell_index(xy0, bev_range, (rows_, cols_))
         # a point on the far edge can round onto index == size; it still belongs to the last cell
         cell_cpu = i.clamp(0, rows_ - 1) * cols_ + j.clamp(0, cols_ - 1)
+        num_cells = rows_ * cols_
         dist_cpu = xy0.norm(dim=1)
     rich_rows, less_rows = [], []
     out_index, out_bidx, out_regions = [], [], []
@@ -194,8 +198,8 @@ def sample_points(
             rich = _draw(rich_cand, num_rich, generator)
             less = _draw(less_cand, num_less, generator)
         else:
-            rich, less = _draw_frame_cells(rich_cand, less_cand, regions_cpu, cell_cpu, dist_cpu, num_rich,
-                                           num_less, ring_width, generator)
+            rich, less = _draw_frame_cells(rich_cand, less_cand, regions_cpu, cell_cpu, num_cells, dist_cpu,
+                                           num_rich, num_less, ring_width, generator)
         rows = torch.cat([rich, less])
         reg = regions_cpu[rows].clone()
         reg[: rich.numel()] += offset
