@@ -185,7 +185,7 @@ def sample_points(
         # a point on the far edge can round onto index == size; it still belongs to the last cell
         cell_cpu = i.clamp(0, rows_ - 1) * cols_ + j.clamp(0, cols_ - 1)
         num_cells = rows_ * cols_
-        dist_cpu = xy0.norm(dim=1)
+        dist_cpu = torch.hypot(xy0[:, 0], xy0[:, 1])
     rich_rows, less_rows = [], []
     out_index, out_bidx, out_regions = [], [], []
     offset = 0
