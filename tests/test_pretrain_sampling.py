@@ -232,3 +232,17 @@ def test_uniform_is_the_default_and_bad_mode_is_refused():
         sample_points(bidx, regions, [xy], RANGE, 2, 1, 1, torch.Generator(), mode="cell")
     with pytest.raises(ValueError, match="mode"):
         sample_points(bidx, regions, [xy], RANGE, 2, 1, 1, torch.Generator(), mode="grid")
+
+
+def test_cell_uses_the_first_views_cells():
+    # view 1 puts every point in one cell, view 2 spreads them: one row per cell of view 1 only
+    n = 200
+    bidx = torch.zeros(n, dtype=torch.long)
+    regions = torch.full((n,), -1, dtype=torch.long)
+    spread = (torch.rand(n, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 9.0
+    one_cell = torch.full((n, 2), 0.5)
+    a = sample_points(bidx, regions, [one_cell, spread], RANGE, 1, 0, 50, torch.Generator().manual_seed(0),
+                      mode="cell", grid_shape=GRID)
+    b = sample_points(bidx, regions, [spread, one_cell], RANGE, 1, 0, 50, torch.Generator().manual_seed(0),
+                      mode="cell", grid_shape=GRID)
+    assert len(a) == 1 and len(b) == 50
