@@ -173,7 +173,7 @@ def run_probe(cfg: Config, ckpts: list[str | None], train_frames: int = 12, val_
 
     if features not in ("lidar", "camera"):
         raise CalicoError(f"probe: features must be 'lidar' or 'camera', got {features!r}")
-    names = ["random" if c in (None, "random") else str(c) for c in ckpts]
+    names = list(dict.fromkeys("random" if c in (None, "random") else str(c) for c in ckpts))
     for name in names:  # fail before any feature pass
         if name != "random" and not Path(name).is_file():
             raise CalicoError(f"{name}: checkpoint not found")
