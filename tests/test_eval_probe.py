@@ -67,8 +67,6 @@ def test_probe_random_init_end_to_end(world):
     assert 0.0 <= r["balanced_accuracy"] <= 1.0
     assert r["train_frames"] == 3 and r["val_frames"] == 3 and r["train_cells"] > 100 and r["val_cells"] > 100
     assert set(r["recall"]) == set(GROUPS)
-    again = run_probe(cfg, ["random"], train_frames=3, seed=0, device="cpu")["random"]
-    assert again["balanced_accuracy"] == r["balanced_accuracy"]  # deterministic for a seed
 
 
 def test_probe_perfect_features_score_one(world, monkeypatch):
@@ -111,6 +109,7 @@ def test_probe_cli_line_json_and_errors(world, tmp_path, capsys):
     assert len(lines) == 2 and lines[0].startswith("random:") and "recall background" in lines[0]
     res = json.loads(out.read_text())
     assert set(res) == {"random", str(ckpt)} and res["random"]["val_frames"] == 2
+    # same weights, same cells, same seed: the same score (also: the probe is deterministic)
     assert res["random"]["balanced_accuracy"] == res[str(ckpt)]["balanced_accuracy"]
 
     assert calico_main(["probe", "--ckpt", str(tmp_path / "nope.pt"), *common]) == 1

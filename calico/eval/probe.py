@@ -104,7 +104,8 @@ def _extract(model: torch.nn.Module, batch: dict, features: str) -> torch.Tensor
         if features == "lidar" and use_camera:
             model.use_camera = use_camera
     if out is None:
-        raise CalicoError(f"probe: the model has no {features} branch (model.modality={model.cfg.modality!r})")
+        modality = getattr(getattr(model, "cfg", None), "modality", "?")
+        raise CalicoError(f"probe: the model has no {features} branch (model.modality={modality!r})")
     return out
 
 
@@ -232,6 +233,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_result(name, res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        # recall of a group absent from val is NaN in the API; JSON has no NaN, so it is written as null
+        clean = {name: {**res, "recall": {k: None if v != v else v for k, v in res["recall"].items()}}
+                 for name, res in results.items()}
+        Path(args.json).write_text(json.dumps(clean, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
