@@ -116,3 +116,17 @@ def test_probe_cli_line_json_and_errors(world, tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert calico_main(["probe", "--ckpt", "random", *common, "--set", "finetune.val_split=nosuch"]) == 1
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_points_in_boxes_near_only_matches_the_dense_helper():
+    from calico.eval.probe import _points_in_boxes
+    from calico.pooling.metrics import points_in_boxes
+
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-20, 20, (5000, 3)).astype(np.float32)
+    xyz[:, 2] /= 10
+    boxes = np.concatenate([rng.uniform(-18, 18, (40, 2)), rng.uniform(-1, 1, (40, 1)), rng.uniform(0.5, 8, (40, 3)),
+                            rng.uniform(-4, 4, (40, 1)), np.zeros((40, 2))], 1).astype(np.float32)
+    dense = points_in_boxes(xyz, boxes)
+    assert dense.sum() > 100 and np.array_equal(_points_in_boxes(xyz, boxes), dense)
+    assert _points_in_boxes(xyz, np.zeros((0, 9), np.float32)).shape == (5000, 0)
