@@ -5,8 +5,8 @@ Every BEV cell of the F^LiDAR grid (``model.bev_size`` cells over ``data.point_c
 range) becomes one sample: the feature vector ``extract(batch)[features][b, :, i, j]`` and a class group
 (``GROUPS``). A cell is labelled by the points it holds: when any of them lies inside a GT box
 (``calico.pooling.metrics.points_in_boxes``), the cell takes the majority group of its in-box points;
-otherwise it is background. Cells without points are ignored (the features there say nothing about the
-scene). A standardised multinomial logistic regression (``class_weight="balanced"``) is fitted on the
+otherwise it is background (sweep points a moving object left behind its keyframe box count as
+background too). Cells without points are ignored (the features there say nothing about the scene). A standardised multinomial logistic regression (``class_weight="balanced"``) is fitted on the
 cells of the first ``train_frames`` keyframes of the train split and scored by balanced accuracy on the
 val split.
 """
@@ -26,8 +26,9 @@ from calico.cli import CalicoError
 from calico.config import CLASSES, Config
 
 GROUPS: tuple[str, ...] = ("background", "car", "pedestrian", "other")
-# Background cells kept for fitting at most this many times the object cells: background dominates
-# (~90 % of occupied cells), and with class_weight="balanced" the extra cells only cost fitting time.
+# Background cells kept for fitting: at most this many times the object cells (a seeded subsample).
+# Background is most of the occupied cells, and with class_weight="balanced" the extra ones mainly cost
+# fitting time; val is never subsampled.
 MAX_BACKGROUND_RATIO = 10
 BATCH_SIZE = 4
 
