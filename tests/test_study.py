@@ -113,3 +113,23 @@ def test_tuning_uses_train_holdout_and_shared_pretraining(tmp_path, monkeypatch)
     assert len(ft) == 4 and all(c[c.index("--init") + 1].endswith("prc-s0/last.pt") for c in ft)
     assert all(study.TUNE_CANDIDATES["pretrained"][1][0] in c for c in ft)
     assert all(c[c.index("--split") + 1] == "val" for c in calls if c[0] == "evaluate")
+
+
+def test_probe_table_probes_each_pretraining_once_and_caches(tmp_path, monkeypatch):
+    import calico.eval.probe as probe
+
+    calls = []
+
+    def fake_probe(cfg, ckpts, seed=0, **kw):
+        calls.append(list(ckpts))
+        return {c: {"balanced_accuracy": 0.4 + 0.1 * (c != "random"),
+                    "recall": {"background": 0.5, "car": 0.5, "pedestrian": None, "other": 0.1}} for c in ckpts}
+
+    monkeypatch.setattr(probe, "run_probe", fake_probe)
+    s = Study(tmp_path, "cpu", "D", "v", (0, 1), [], pretrain_seed=0)
+    md = study.probe_table(s, Grid("g", ("rand_l", "prc", "calico"), (0.05,)))
+    assert calls == [["random", str(tmp_path / "pretrain" / "prc-s0" / "last.pt"),
+                      str(tmp_path / "pretrain" / "prc+rad-s0" / "last.pt")]]
+    assert "| Rand. Init. | 0.400 | 0.50 / 0.50 / – / 0.10 |" in md and "| prc + rad | 0.500 |" in md
+    study.probe_table(s, Grid("g", ("rand_l", "prc"), (0.05,)))
+    assert len(calls) == 1  # cached in probe.json
