@@ -7,6 +7,11 @@ A PandaSet sequence (``lidar/NN.pkl.gz`` world-frame points of two LiDARs, ``ann
   as nuScenes has one spinning LIDAR_TOP. Points go from the world to the Pandar64 frame with
   ``lidar/poses.json`` (x right, y forward, z up, like nuScenes' LIDAR_TOP) and are written as
   ``samples/LIDAR_TOP/*.pcd.bin`` (x, y, z, intensity, ring). PandaSet publishes no laser index: ring is -1.
+  Caveat (measured on sequence 002): the pose's origin is not the optical centre. The road lies ~0.4 m below it
+  (nuScenes: ~1.8 m) and returns from the car's own body reach 1.6 m above it within 3 m, which a Pandar64
+  (top beam +15 deg) at the origin could not see; the cameras sit 1.5-1.8 m above it. The transform is kept as
+  published (world -> pose frame); code that assumes a sensor height (a z range, ring elevations) should read
+  it from the data.
 * **Ego frame** = the Pandar64 pose turned to nuScenes' ego axes (x forward, y left, z up, same origin):
   LIDAR_TOP's calibrated_sensor is that fixed rotation, each LiDAR ego_pose the frame's Pandar64 pose.
 * **Cameras**: PandaSet gives each camera's world pose per frame, at the camera's own timestamp (~50 ms before
