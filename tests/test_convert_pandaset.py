@@ -150,6 +150,10 @@ def test_bad_input_names_the_file(tmp_path):
     for cam in (PANDASET / "camera").iterdir():
         if cam.is_dir():
             (src / "camera" / cam.name / "00.jpg").symlink_to(cam / "00.jpg")
+    s = convert(src, tmp_path / "ok", frames=[0], link_images=True)
+    jpg = next((tmp_path / "ok" / "samples" / "CAM_FRONT").iterdir())
+    assert s["samples"] == 1 and jpg.is_symlink() and jpg.read_bytes()[:2] == b"\xff\xd8"
+    (src / "lidar" / "00.pkl.gz").unlink()
     (src / "lidar" / "00.pkl.gz").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match=r"lidar/00\.pkl\.gz: cannot read the pickled DataFrame"):
         convert(src, tmp_path / "out", frames=[0])

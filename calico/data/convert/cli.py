@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--val", nargs="*", default=None, metavar="SEQ",
                    help="sequences for the val split (default: the last of several; a single sequence goes to "
                         "both train and val)")
-    p.add_argument("--no-images", action="store_true", help="do not copy the camera JPEGs (tables still list them)")
+    p.add_argument("--link-images", action="store_true",
+                   help="symlink the camera JPEGs to the source instead of copying them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             summary = convert(args.src, args.out, version=args.version, frames=args.frames, val=args.val,
-                              copy_images=not args.no_images)
+                              link_images=args.link_images)
         except OSError as exc:
             raise CalicoError(f"{args.out}: cannot write the dataset ({exc})") from exc
         print(format_summary(summary))

@@ -313,7 +313,7 @@ def _static_tables(tok: _Tokens) -> dict[str, list]:
 
 
 def convert(src: str | Path, out: str | Path, version: str = "v1.0-pandaset", frames: list[int] | None = None,
-            val: list[str] | None = None, copy_images: bool = True) -> dict:
+            val: list[str] | None = None, link_images: bool = False) -> dict:
     """Write the PandaSet sequence(s) under ``src`` as a nuScenes-format dataroot ``out``; return a summary."""
     _pandas()
     t0 = time.perf_counter()
@@ -330,7 +330,7 @@ def convert(src: str | Path, out: str | Path, version: str = "v1.0-pandaset", fr
     stats = {"samples": 0, "boxes": Counter(), "dropped": Counter(), "points": [], "labelled": 0,
              "camera_calib_spread_m": {}}
     for seq in seqs:
-        _convert_sequence(seq, root, tok, tables, frames, copy_images, stats)
+        _convert_sequence(seq, root, tok, tables, frames, link_images, stats)
     _write_map_table(root, tok, tables)
     write_tables(root / version, tables)
     scene_names = [scene_name(s) for s in seqs]
@@ -348,7 +348,7 @@ def convert(src: str | Path, out: str | Path, version: str = "v1.0-pandaset", fr
             "camera_calib_spread_m": stats["camera_calib_spread_m"], "seconds": time.perf_counter() - t0}
 
 
-def _convert_sequence(seq: Path, root: Path, tok: _Tokens, tables: dict, frames, copy_images: bool,
+def _convert_sequence(seq: Path, root: Path, tok: _Tokens, tables: dict, frames, link_images: bool,
                       stats: dict) -> None:
     from PIL import Image
     from scipy.spatial import cKDTree
@@ -447,9 +447,13 @@ def _convert_sequence(seq: Path, root: Path, tok: _Tokens, tables: dict, frames,
             except (OSError, ValueError) as exc:
                 raise DataError(f"cannot read the image ({exc})", str(img)) from exc
             cfname = f"samples/{c['name']}/{scene_name(seq)}__{c['name']}__{ts}.jpg"
-            if copy_images:
-                (root / cfname).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(img, root / cfname)
+            dest = root / cfname
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if link_images:
+                dest.unlink(missing_ok=True)
+                dest.symlink_to(img.resolve())
+            else:
+                shutil.copyfile(img, dest)
             sd = _sample_data(tok, tables, sample, cs[c["name"]]["token"], ts, cfname,
                               c["poses"][k] @ invert(c["cam2ego"]))
             sd.update(width=width, height=height)
