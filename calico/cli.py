@@ -13,6 +13,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("calico.data.synth.cli", "generate a synthetic nuScenes-format world"),
+    "convert": ("calico.data.convert.cli", "import another dataset's layout (PandaSet) as nuScenes format"),
     "prepare": ("calico.data.prepare", "index a nuScenes-format dataset for training"),
     "pool": ("calico.pooling.cli", "semantic pooling: cache, evaluate or plot unsupervised regions"),
     "pretrain": ("calico.pretrain.cli", "self-supervised pre-training (PRC, RAD, baselines)"),
