@@ -242,6 +242,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_sweeps < 0:
+        raise DataError(f"--max-sweeps {args.max_sweeps} is invalid: must be an integer >= 0")
     data = DataConfig(dataroot=args.dataroot, version=args.version, cache_dir=args.cache_dir,
                       max_index_sweeps=args.max_sweeps)
     index = prepare(data, skip_bad=args.skip_bad)

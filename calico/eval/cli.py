@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from calico.cli import CalicoError
-from calico.config import Config, apply_overrides, config_from_dict, get_config
+from calico.config import Config, apply_overrides, config_from_dict, get_config, validate_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
     """The run's config: ``ckpt["config"]`` if stored, else ``config.json`` beside the checkpoint or one level up."""
     if isinstance(ckpt.get("config"), dict):
-        return config_from_dict(ckpt["config"])
+        try:
+            return config_from_dict(ckpt["config"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CalicoError(f"{path}: the checkpoint's config is not usable ({exc})") from exc
     path = Path(path)
     for candidate in (path.parent / "config.json", path.parent.parent / "config.json"):
         if candidate.is_file():
@@ -84,7 +87,7 @@ def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = No
     if config:
         try:
             cfg = get_config(config)
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise CalicoError(str(exc)) from exc
     else:
         cfg = checkpoint_config(ckpt, ckpt_path)
@@ -92,7 +95,7 @@ def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = No
     if version:
         cfg.data.version = version
     try:
-        apply_overrides(cfg, list(overrides or []))
+        validate_config(apply_overrides(cfg, list(overrides or [])))
     except (KeyError, ValueError) as exc:
         raise CalicoError(f"--set: {exc}") from exc
     model = build_from_checkpoint(ckpt, cfg, ckpt_path)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from calico.config import get_config
+from calico.config import get_config, validate_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,11 @@ def _config(args: argparse.Namespace):
     if args.cache_dir:
         cfg.data.cache_dir = args.cache_dir
     cfg.data.load_images = False
+    try:
+        validate_config(cfg)
+    except ValueError as exc:
+        flag = "--sweeps" if args.sweeps is not None and "data.sweeps" in str(exc) else "config"
+        raise CalicoError(f"{flag}: {exc}") from exc
     return cfg
 
 
