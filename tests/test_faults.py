@@ -81,3 +81,116 @@ def test_malformed_config_json_names_the_file(tmp_path, capsys):
         get_config(str(bad))
     assert main(["finetune", "--config", str(bad), "--dataroot", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
     assert "bad.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- synthetic world
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """2 scenes x 2 keyframes, 1 sweep, tiny images; prepared once (tests copy the cache)."""
+    from calico.data.synth import generate
+
+    root = tmp_path_factory.mktemp("faults_world")
+    generate(root / "data", scenes=2, samples_per_scene=2, sweeps=1, image_size=(16, 28), progress=False)
+    cache = root / "cache"
+    assert main(["prepare", "--dataroot", str(root / "data"), "--version", "v1.0-synth",
+                 "--cache-dir", str(cache)]) == 0
+    return root / "data", cache
+
+
+def _cache(world, tmp_path):
+    """A private copy of the prepared cache (index and map masks, no regions)."""
+    import shutil
+
+    dst = tmp_path / "cache"
+    shutil.copytree(world[1], dst, ignore=shutil.ignore_patterns("regions"))
+    return dst
+
+
+def _pool(world, cache, *extra):
+    return main(["pool", "--dataroot", str(world[0]), "--version", "v1.0-synth", "--cache-dir", str(cache),
+                 "--sweeps", "1", *extra])
+
+
+def _pretrain(world, cache, out, *sets):
+    return main(["pretrain", "--stage", "prc", "--config", "cpu", "--dataroot", str(world[0]), "--version",
+                 "v1.0-synth", "--out", str(out), "--split", "all", "--max-steps", "1",
+                 "--set", f"data.cache_dir={cache}", "data.sweeps=1", "data.num_workers=0", *sets])
+
+
+def _region_files(cache):
+    return sorted(p for p in (cache / "regions").glob("*/*.npy"))
+
+
+# ------------------------------------------------------------------------------------------ region cache
+def test_pool_recomputes_corrupt_and_wrong_length_files(world, tmp_path, capsys):
+    import numpy as np
+
+    cache = _cache(world, tmp_path)
+    assert _pool(world, cache) == 0
+    files = _region_files(cache)
+    good = {f: f.read_bytes() for f in files}
+    files[0].write_bytes(b"\x93NUMPY garbage")  # corrupt
+    np.save(files[1], np.zeros(7, np.int32))  # wrong length
+    capsys.readouterr()
+    assert _pool(world, cache) == 0
+    out = capsys.readouterr().out
+    assert "2 of 4 samples already cached" in out and "2 cached file(s) invalid, recomputing" in out
+    assert {f: f.read_bytes() for f in files} == good  # recomputed, identical
+
+
+def test_pretrain_checks_the_region_cache_before_step_one(world, tmp_path, capsys):
+    import numpy as np
+
+    cache = _cache(world, tmp_path)
+    assert _pool(world, cache) == 0
+    files = _region_files(cache)
+    files[2].unlink()  # a deleted file: named before training starts
+    capsys.readouterr()
+    assert _pretrain(world, cache, tmp_path / "run") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and files[2].name in err and "missing" in err and "calico pool" in err
+    assert not (tmp_path / "run").exists()
+    assert _pool(world, cache) == 0
+    np.save(files[0], np.zeros(5, np.int32))  # wrong length
+    capsys.readouterr()
+    assert _pretrain(world, cache, tmp_path / "run") == 1
+    err = capsys.readouterr().err
+    assert files[0].name in err and "5 region ids but the loader gives" in err
+
+
+def test_pool_settings_get_their_own_folder_and_pretrain_never_mixes_them(world, tmp_path, capsys):
+    cache = _cache(world, tmp_path)
+    assert _pool(world, cache, "--set", "pooling.eps=3.0") == 0
+    first = {f: f.stat().st_mtime_ns for f in _region_files(cache)}
+    assert len(first) == 4
+    # pretrain with the default eps: refuses, naming the difference
+    capsys.readouterr()
+    assert _pretrain(world, cache, tmp_path / "run") == 1
+    err = capsys.readouterr().err
+    assert "none are cached for these settings" in err and "pooling.eps=3.0 (this run: 0.75)" in err
+    # a second pool with other settings keeps the first one's files
+    assert _pool(world, cache) == 0
+    assert len(_region_files(cache)) == 8
+    assert {f: f.stat().st_mtime_ns for f in first} == first
+    # and the matching --set reads the eps=3.0 folder
+    from calico.data.dataset import NuScenesDataset
+
+    cfg = get_config("cpu", [f"data.dataroot={world[0]}", "data.version=v1.0-synth", f"data.cache_dir={cache}",
+                             "data.sweeps=1", "pooling.eps=3.0"])
+    ds = NuScenesDataset(cfg, load_images=False)
+    import numpy as np
+
+    folder = next(f.parent for f in first)
+    assert np.array_equal(ds[0]["regions"], np.load(folder / f"{ds.records[0]['token']}.npy"))
+
+
+def test_pretrain_runs_once_the_cache_is_repaired(world, tmp_path):
+    import numpy as np
+
+    cache = _cache(world, tmp_path)
+    assert _pool(world, cache) == 0
+    np.save(_region_files(cache)[0], np.zeros(5, np.int32))
+    assert _pretrain(world, cache, tmp_path / "run") == 1
+    assert _pool(world, cache) == 0  # repairs it (no loop)
+    assert _pretrain(world, cache, tmp_path / "run") == 0
+    assert (tmp_path / "run" / "last.pt").is_file()

@@ -186,11 +186,10 @@ class NuScenesDataset(torch.utils.data.Dataset):
         return sample
 
     def _regions(self, token: str, n: int) -> np.ndarray | None:
-        try:
-            from calico.pooling.cache import load_regions
-        except ImportError:
-            return None
-        return load_regions(self.cache, token, n)
+        """The cached regions pooled with this config's settings (None when not cached)."""
+        from calico.pooling.cache import cache_settings, load_regions, regions_dir
+
+        return load_regions(regions_dir(self.cache, cache_settings(self.cfg)), token, n)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

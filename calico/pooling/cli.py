@@ -71,12 +71,24 @@ def _init_worker(cfg) -> None:
 
 
 def _pool_one(i: int) -> int:
-    from calico.pooling.cache import save_regions
+    from calico.pooling.cache import cache_settings, regions_dir, save_regions
     from calico.pooling.core import semantic_pooling
 
     pts = _DS.load_points(i)
-    save_regions(_DS.cache, _DS.records[i]["token"], semantic_pooling(pts, _DS.cfg.pooling))
+    folder = regions_dir(_DS.cache, cache_settings(_DS.cfg))
+    save_regions(folder, _DS.records[i]["token"], semantic_pooling(pts, _DS.cfg.pooling))
     return len(pts)
+
+
+def _check_one(i: int) -> tuple[int, str | None]:
+    """Validate a cached file (readable, one id per loader point); (i, None) when good or absent."""
+    from calico.pooling.cache import cache_settings, check_file, has_regions, regions_dir
+
+    folder = regions_dir(_DS.cache, cache_settings(_DS.cfg))
+    token = _DS.records[i]["token"]
+    if not has_regions(folder, token):
+        return i, "missing"
+    return i, check_file(folder, token, len(_DS.load_points(i)))
 
 
 def _eval_one(i: int) -> dict:
@@ -128,10 +140,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(summary, f"calico pool --evaluate ({args.dataroot}, sweeps={cfg.data.sweeps})"))
         print(f"pooling time {ms:.1f} ms/frame")
         return 0
-    cache.open_cache(ds.cache, cfg.pooling, cfg.data.sweeps)
-    todo = [i for i in indices if not cache.has_regions(ds.cache, ds.records[i]["token"])]
-    print(f"calico pool: {len(indices) - len(todo)} of {len(indices)} samples already cached in "
-          f"{cache.regions_dir(ds.cache)}")
+    folder = cache.open_cache(ds.cache, cache.cache_settings(cfg))
+    cached = [i for i in indices if cache.has_regions(folder, ds.records[i]["token"])]
+    invalid = [(i, why) for i, why in _map(_check_one, cached, cfg, args.workers, "check") if why]
+    todo = sorted({i for i in indices if i not in set(cached)} | {i for i, _ in invalid})
+    print(f"calico pool: {len(indices) - len(todo)} of {len(indices)} samples already cached in {folder}")
+    if invalid:
+        i, why = min(invalid)
+        print(f"calico pool: {len(invalid)} cached file(s) invalid, recomputing them "
+              f"(first: {folder / (ds.records[i]['token'] + '.npy')}: {why})")
     for _ in _map(_pool_one, todo, cfg, args.workers, "pool"):
         pass
     return 0
