@@ -194,3 +194,51 @@ def test_pretrain_runs_once_the_cache_is_repaired(world, tmp_path):
     assert _pool(world, cache) == 0  # repairs it (no loop)
     assert _pretrain(world, cache, tmp_path / "run") == 0
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+# --------------------------------------------------------------------------------------------- --init
+def test_load_init_refuses_a_checkpoint_that_matches_nothing(tmp_path):
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from engine_toy import ToyModel
+
+    from calico.engine import CheckpointError, load_init
+
+    torch.save({"parts": {"lidar_backbone": {"other.weight": torch.zeros(2)}}}, tmp_path / "a.pt")
+    dst = ToyModel()
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"a\.pt: no tensor matches this model .*--init-partial"):
+        load_init(dst, tmp_path / "a.pt", verbose=False)
+    assert load_init(dst, tmp_path / "a.pt", verbose=False, partial=True).parts["lidar_backbone"].loaded == 0
+    assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
+    # one named part loads nothing while another loads: refused too
+    src = ToyModel()
+    torch.save({"parts": {"lidar_backbone": {"x": torch.zeros(1)}, "det_head": src.det_head.state_dict()}},
+               tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match=r"part lidar_backbone loads 0 of its"):
+        load_init(ToyModel(), tmp_path / "b.pt", verbose=False)
+    with pytest.raises(CheckpointError, match=r"no tensor matches this model"):  # the named part: nothing
+        load_init(ToyModel(), tmp_path / "b.pt", parts=["lidar_backbone"], verbose=False)
+    load_init(ToyModel(), tmp_path / "b.pt", verbose=False, partial=True)
+
+
+def _finetune(world, cache, out, *extra):
+    return main(["finetune", "--config", "cpu", "--dataroot", str(world[0]), "--version", "v1.0-synth",
+                 "--out", str(out), "--modality", "L", "--no-eval", "--set", f"data.cache_dir={cache}",
+                 "data.sweeps=1", "data.num_workers=0", *extra])
+
+
+def test_finetune_init_matching_nothing_is_refused_unless_partial(world, tmp_path, capsys):
+    import torch
+
+    cache = _cache(world, tmp_path)
+    torch.save({"parts": {"lidar_backbone": {"conv.weight": torch.zeros(3)}}}, tmp_path / "x.pt")
+    assert _finetune(world, cache, tmp_path / "run", "--max-steps", "1", "--init", str(tmp_path / "x.pt")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "x.pt: no tensor matches this model" in err
+    assert _finetune(world, cache, tmp_path / "run", "--max-steps", "1", "--init", str(tmp_path / "x.pt"),
+                     "--init-partial") == 0

@@ -135,14 +135,32 @@ def _checkpoint_parts(ckpt: dict[str, Any], part_names: list[str], path: Path) -
                           f"('model'); top-level keys: {sorted(ckpt)[:10]}")
 
 
+def _refuse_empty(path: Path, report: InitReport, part_names: list[str], groups: dict) -> None:
+    """One line when nothing, or nothing of a part both sides have, would load (see ``load_init``)."""
+    hint = "another config or model (check model.modality and the model sizes)? pass --init-partial to accept"
+    if sum(r.loaded for r in report.parts.values()) == 0:
+        keys = [f"{name}.{k}" if name != "(other)" else k for name, sd in groups.items() for k in sd]
+        raise CheckpointError(f"{path}: no tensor matches this model ({len(keys)} checkpoint keys, first: "
+                              f"{', '.join(keys[:3]) or 'none'}; model parts: {', '.join(part_names)}); {hint}")
+    empty = [name for name, r in report.parts.items() if name in part_names and name in groups and r.loaded == 0]
+    if empty:
+        r = report.parts[empty[0]]
+        raise CheckpointError(f"{path}: part {empty[0]} loads 0 of its {r.total} tensors (checkpoint keys: "
+                              f"{', '.join(r.unexpected[:3])}{', ...' if len(r.unexpected) > 3 else ''}); {hint}")
+
+
 def load_init(model: nn.Module, ckpt_path: str | Path, parts: list[str] | None = None,
-              verbose: bool = True) -> InitReport:
+              verbose: bool = True, partial: bool = False) -> InitReport:
     """Load pre-trained weights into the named parts of ``model`` (``model.part_names()``).
 
     Accepts a pre-training checkpoint (``{"parts": {name: state_dict}}``) or a fine-tuning one
     (``{"model": state_dict}``). ``parts`` restricts loading to those part names. Missing and unexpected
     keys are reported per part; any shape mismatch is refused (nothing is loaded) with the key and both
     shapes in the message. Parts the checkpoint does not cover keep their initialisation.
+
+    A checkpoint from which nothing loads, or a part of it (named in ``parts``, or present in both the
+    checkpoint and the model) of which no tensor loads, is refused (nothing is loaded) unless ``partial``
+    (``--init-partial``): it almost always means another config or another model.
     """
     path = Path(ckpt_path)
     part_names = list(model.part_names()) if hasattr(model, "part_names") else []
@@ -177,6 +195,8 @@ def load_init(model: nn.Module, ckpt_path: str | Path, parts: list[str] | None =
         to_load.append((target, {k: sd[k] for k in matched}))
     if errors:
         raise CheckpointError(f"{path}: shape mismatch, refusing to load:\n  " + "\n  ".join(errors))
+    if not partial:
+        _refuse_empty(path, report, part_names, groups)
     for target, sd in to_load:
         target.load_state_dict(sd, strict=False)
     for name in part_names:

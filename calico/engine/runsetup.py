@@ -22,6 +22,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (config.json, run.json, checkpoints, tb/, log.txt)")
     parser.add_argument("--init", nargs="+", action="extend", metavar="CKPT",
                         help="checkpoint(s) to initialise named model parts from (later files win)")
+    parser.add_argument("--init-partial", action="store_true",
+                        help="accept an --init checkpoint of which nothing (or no tensor of a part) matches")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                         help="config overrides, e.g. finetune.weight_decay=0.2")
     parser.add_argument("--seed", type=int, help="overrides the config's seed")

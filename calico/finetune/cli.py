@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, extra)
     run_dir, _ = start_run(args, cfg, cfg.finetune.device)
     try:
-        summary = finetune(cfg, run_dir, init=args.init, resume=args.resume, evaluate=args.eval)
+        summary = finetune(cfg, run_dir, init=args.init, resume=args.resume, evaluate=args.eval,
+                           init_partial=args.init_partial)
     finally:
         dist.cleanup()
     if dist.is_main():

@@ -30,7 +30,7 @@ class SupervisedStep(nn.Module):
 
 def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None = None, resume: bool = False,
              evaluate: bool = True, dataset: Any = None, collate_fn: Any = None, model: nn.Module | None = None,
-             hooks: list[Hook] | None = None) -> dict[str, Any]:
+             hooks: list[Hook] | None = None, init_partial: bool = False) -> dict[str, Any]:
     """Fine-tune ``build_model(cfg.model, cfg.data)`` on ``cfg.finetune.fraction`` of the train split.
 
     The caller has seeded the RNGs and created ``run_dir`` (see ``calico.engine.runsetup.start_run``).
@@ -51,7 +51,7 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     run_dir = Path(run_dir)
     if init and not (resume and (run_dir / "last.pt").is_file()):  # a resumed run's weights come from last.pt
         for path in [init] if isinstance(init, str) else init:
-            load_init(model, path, verbose=dist.is_main())
+            load_init(model, path, verbose=dist.is_main(), partial=init_partial)
     if dist.is_main():
         print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")

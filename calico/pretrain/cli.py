@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(cfg.model, cfg.data)
         for path in (args.init or []) if not resuming else []:
             parts = ["lidar_backbone"] if stage in TEACHER_STAGES else None
-            load_init(model, path, parts=parts, verbose=dist.is_main())
+            load_init(model, path, parts=parts, verbose=dist.is_main(), partial=args.init_partial)
         try:
             method = build_method(stage, model, cfg)
         except ValueError as exc:
