@@ -242,3 +242,68 @@ def test_finetune_init_matching_nothing_is_refused_unless_partial(world, tmp_pat
     assert len(err.splitlines()) == 1 and "x.pt: no tensor matches this model" in err
     assert _finetune(world, cache, tmp_path / "run", "--max-steps", "1", "--init", str(tmp_path / "x.pt"),
                      "--init-partial") == 0
+
+
+# ------------------------------------------------------------------------------- no code from data files
+class _Evil:
+    """Unpickling this creates a marker file: proof that code from a data file ran."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_index_is_never_unpickled(world, tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    from calico.data.errors import DataError
+    from calico.data.prepare import INDEX_FORMAT, load_index
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    marker = tmp_path / "pwned"
+    _Evil.marker = str(marker)
+    (cache / "index.pkl").write_bytes(pickle.dumps({"format": 1, "x": _Evil()}))  # an old/hostile index
+    cfg = get_config("cpu", [f"data.dataroot={world[0]}", "data.version=v1.0-synth", f"data.cache_dir={cache}"])
+    index = load_index(cfg.data)  # rebuilt, with a message; the pickle is not read
+    assert not marker.exists() and index["format"] == INDEX_FORMAT == 2 and len(index["records"]) == 4
+    assert "old-format index (a pickle, not read" in capsys.readouterr().err
+    assert (cache / "index.json").is_file() and (cache / "index.npz").is_file()
+    assert isinstance(index["records"][0]["lidar2ego"], np.ndarray)
+    # a hostile npz (an object array needs pickle) is refused, not run
+    with np.load(cache / "index.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["g0"] = np.array([_Evil()], dtype=object)
+    np.savez(cache / "index.npz", **arrays)
+    with pytest.raises(DataError, match=r"index\.json: unreadable index"):
+        load_index(cfg.data)
+    assert not marker.exists()
+    # an index of an older format is rebuilt with a message
+    (cache / "index.json").write_text(json.dumps({"format": 1}))
+    assert load_index(cfg.data)["format"] == 2
+    assert "index format 1 != 2; rebuilding" in capsys.readouterr().err
+    with pytest.raises(DataError, match="index format 1 != 2"):
+        (cache / "index.json").write_text(json.dumps({"format": 1}))
+        load_index(cfg.data, auto_prepare=False)
+
+
+def test_every_loader_reads_data_only():
+    """No pickle.load / allow_pickle=True / weights_only=False anywhere in the package."""
+    import re
+    from pathlib import Path
+
+    import calico
+
+    hits = []
+    for f in Path(calico.__file__).parent.rglob("*.py"):
+        text = f.read_text()
+        for bad in ("pickle.load", "allow_pickle=True", "weights_only=False"):
+            if bad in text:
+                hits.append(f"{f.name}: {bad}")
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            if "weights_only=True" not in call and "..." not in call:
+                hits.append(f"{f.name}: {call}")
+    assert not hits

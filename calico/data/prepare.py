@@ -1,7 +1,9 @@
 """``calico prepare``: read a nuScenes-format dataset once through nuscenes-devkit and write a compact index.
 
 Training never reloads the devkit tables (minutes and GBs on trainval): every sample's file paths,
-calibration chain and ground-truth boxes (in the keyframe LiDAR frame) go into ``<cache>/index.pkl``.
+calibration chain and ground-truth boxes (in the keyframe LiDAR frame) go into ``<cache>/index.json`` with its
+arrays in ``<cache>/index.npz`` (formats that cannot carry code: a dataset folder may be shared and writable
+by others, so nothing derived from it is ever unpickled).
 Every indexed file is checked; bad files are reported by name and either fail the run (default) or
 drop their samples (``--skip-bad``). Missing sweep files are tolerated (keyframes-only copies are common).
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
-import pickle
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,8 @@ from calico.data.geometry import invert, transform_matrix, yaw_of
 from calico.data.paths import cache_dir
 from calico.data.pointcloud import check_pcd_bin
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
+INDEX_JSON, INDEX_NPZ, OLD_INDEX = "index.json", "index.npz", "index.pkl"
 _LABEL = {name: i for i, name in enumerate(CLASSES)}
 
 
@@ -206,31 +211,108 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
 
     if has_map_expansion(data.dataroot, {r["location"] for r in records}):
         index["map_masks"] = write_map_masks(nusc, records, cache_dir(data), progress=progress)
-    out = cache_dir(data) / "index.pkl"
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, out)
+    out = write_index(index, cache_dir(data))
     index["path"] = str(out)
     return index
 
 
-def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
-    """Load ``<cache>/index.pkl``, building it first if absent (and ``auto_prepare``)."""
-    path = cache_dir(data) / "index.pkl"
-    if not path.exists():
-        if not auto_prepare:
-            raise DataError("no index: run `calico prepare --dataroot ... --version ...` first", str(path))
-        prepare(data, progress=True)
+def _encode(obj: Any, groups: dict[tuple, tuple[str, list[np.ndarray]]]) -> Any:
+    """JSON-able copy of ``obj``; every numpy array goes into ``groups`` (one list per dtype and trailing
+    shape, concatenated on write: a handful of npz members instead of one per array) and is replaced by
+    ``{"__array__": [group, i, shape]}``."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "O":
+            raise TypeError("object arrays cannot go into the index (they would need pickle)")
+        flat = obj.reshape(-1, *obj.shape[1:]) if obj.ndim else obj.reshape(1)
+        name, parts = groups.setdefault((obj.dtype.str, flat.shape[1:]), (f"g{len(groups)}", []))
+        parts.append(flat)
+        return {"__array__": [name, len(parts) - 1, list(obj.shape)]}
+    if isinstance(obj, dict):
+        return {str(k): _encode(v, groups) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, groups) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            name, i, shape = obj["__array__"]
+            off = arrays[name + "_offsets"]
+            return arrays[name][off[i]:off[i + 1]].reshape(shape)
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    return obj
+
+
+def write_index(index: dict[str, Any], folder: Path) -> Path:
+    """Write ``index.json`` + ``index.npz`` atomically (the JSON, written last, names the npz it belongs to)."""
+    groups: dict[tuple, tuple[str, list[np.ndarray]]] = {}
+    doc = _encode({k: v for k, v in index.items() if k != "path"}, groups)
+    doc["arrays_id"] = uuid.uuid4().hex
+    arrays = {"arrays_id": np.array(doc["arrays_id"])}
+    for name, parts in groups.values():
+        arrays[name] = np.concatenate(parts)
+        arrays[name + "_offsets"] = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+    out, npz = folder / INDEX_JSON, folder / INDEX_NPZ
+    tmp_npz, tmp_json = folder / f".index.tmp{os.getpid()}.npz", folder / f".index.tmp{os.getpid()}.json"
     try:
-        with open(path, "rb") as f:
-            index = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        np.savez(tmp_npz, **arrays)
+        tmp_json.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp_npz, npz)
+        os.replace(tmp_json, out)
+    except OSError as exc:
+        for tmp in (tmp_npz, tmp_json):
+            tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write the index ({exc.strerror or exc}); pass a writable --cache-dir",
+                        str(folder)) from exc
+    return out
+
+
+def read_index(folder: Path) -> dict[str, Any]:
+    """Read ``index.json`` + ``index.npz`` (``allow_pickle=False``: data only, no code)."""
+    path = folder / INDEX_JSON
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        if doc.get("format") != INDEX_FORMAT:
+            return doc
+        with np.load(folder / INDEX_NPZ, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        if str(arrays.get("arrays_id")) != doc.get("arrays_id"):
+            raise ValueError(f"{INDEX_NPZ} belongs to another {INDEX_JSON} (interrupted write?)")
+        index = _decode(doc, arrays)
+        index.pop("arrays_id")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:  # JSON/zip errors: ValueError
         raise DataError(f"unreadable index ({exc}); delete it and run `calico prepare` again", str(path)) from exc
-    if index.get("format") != INDEX_FORMAT:
-        raise DataError(f"index format {index.get('format')} != {INDEX_FORMAT}; run `calico prepare` again",
-                        str(path))
+    index["path"] = str(path)
     return index
+
+
+def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
+    """Load ``<cache>/index.json`` (+ ``index.npz``), building it first if absent or of an old format (and
+    ``auto_prepare``). An old ``index.pkl`` is never unpickled."""
+    folder = cache_dir(data)
+    path = folder / INDEX_JSON
+    reason = ""
+    if not path.exists():
+        reason = (f"{folder / OLD_INDEX} is an old-format index (a pickle, not read: it could run code)"
+                  if (folder / OLD_INDEX).exists() else "no index")
+    else:
+        index = read_index(folder)
+        if index.get("format") == INDEX_FORMAT:
+            return index
+        reason = f"index format {index.get('format')} != {INDEX_FORMAT}"
+    if not auto_prepare:
+        raise DataError(f"{reason}: run `calico prepare --dataroot ... --version ...` first", str(path))
+    if reason != "no index":
+        print(f"calico: {reason}; rebuilding it with `calico prepare`", file=sys.stderr)
+    prepare(data, progress=True)
+    return read_index(folder)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
