@@ -307,3 +307,59 @@ def test_every_loader_reads_data_only():
             if "weights_only=True" not in call and "..." not in call:
                 hits.append(f"{f.name}: {call}")
     assert not hits
+
+
+# ------------------------------------------------------------------------------------ resume and run files
+def test_resume_never_loses_the_runs_history(world, tmp_path, capsys):
+    cache = _cache(world, tmp_path)
+    run = tmp_path / "run"
+    assert _finetune(world, cache, run, "--max-steps", "1") == 0
+    record = json.loads((run / "run.json").read_text())
+    # resume on a finished run: says so, appends to the history, keeps the original record
+    capsys.readouterr()
+    assert _finetune(world, cache, run, "--max-steps", "1", "--resume") == 0
+    out = capsys.readouterr().out
+    assert "was already complete (1 steps); checkpoint" in out and "checkpoint None" not in out
+    after = json.loads((run / "run.json").read_text())
+    assert after["argv"] == record["argv"] and after["time"] == record["time"]
+    assert [h["event"] for h in after["history"]] == ["resume"]
+    # config.json deleted: --resume refuses (it would train with the command line's settings)
+    (run / "config.json").unlink()
+    assert _finetune(world, cache, run, "--max-steps", "2", "--resume") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.json: missing, cannot resume" in err
+    # and a fresh start into that folder refuses too: run.json and the checkpoints are kept
+    assert _finetune(world, cache, run, "--max-steps", "2") == 1
+    assert "already holds a run with checkpoints" in capsys.readouterr().err
+    assert json.loads((run / "run.json").read_text()) == after and not (run / "config.json").exists()
+
+
+def test_zero_epochs_says_nothing_to_train(world, tmp_path, capsys):
+    cache = _cache(world, tmp_path)
+    assert _finetune(world, cache, tmp_path / "run", "--set", "finetune.epochs=0") == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "checkpoint None" not in out
+
+
+def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from calico.engine import CheckpointError, save_atomic
+    from calico.engine import checkpoint as ckpt_mod
+
+    path = save_atomic({"w": torch.ones(4)}, tmp_path / "last.pt")
+    good = path.read_bytes()
+
+    def full(obj, f):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", full)
+    with pytest.raises(CheckpointError) as exc:
+        save_atomic({"w": torch.ones(250_000)}, path)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"{tmp_path}: cannot write checkpoint last.pt (No space left")
+    assert "needs about 1.0 MB" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"] and path.read_bytes() == good

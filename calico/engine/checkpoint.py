@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,43 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` through a temporary file and ``os.replace``: never a half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch wraps some write errors (ENOSPC) in RuntimeError
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError) and not _is_write_error(exc):
+            raise
+        need = _tensor_bytes(obj)
+        try:
+            free = f", {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free"
+        except OSError:
+            free = ""
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise CheckpointError(f"{path.parent}: cannot write checkpoint {path.name} ({why}; it needs about "
+                              f"{need / 1e6:.1f} MB{free}); {path.name} was left as it was") from exc
     return path
+
+
+def _is_write_error(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("no space", "file write failed", "unexpected pos", "disk quota", "errno"))
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors/arrays in a (nested) checkpoint dict: what writing it needs, roughly."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -37,6 +37,10 @@ def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> 
     """The run's config: ``--config`` + ``extra`` + ``--set`` (+ --dataroot/--version/--seed), or on
     ``--resume`` the run's own ``config.json`` (so a resumed run cannot silently change its settings)."""
     saved = Path(args.out) / "config.json"
+    if args.resume and not saved.is_file() and (any(Path(args.out).glob("*.pt"))
+                                                or (Path(args.out) / "run.json").is_file()):
+        raise CalicoError(f"{saved}: missing, cannot resume the run in {args.out} without its config (restore "
+                          "config.json, or start a new run with another --out)")
     if args.resume and saved.is_file():
         if args.set or extra:
             print(f"resume: using {saved}; ignoring --set/--fraction/--modality style overrides", file=sys.stderr)
@@ -74,6 +78,17 @@ def start_run(args: argparse.Namespace, cfg: Config, device: str = "auto") -> tu
     dist.barrier()
     seed_everything(cfg.seed)
     return run, dev
+
+
+def done_message(summary: dict, section: str, out: str | Path) -> str | None:
+    """The final line when the run trained nothing (None otherwise): complete already, or zero steps."""
+    if summary.get("already_complete"):
+        return (f"done: the run in {out} was already complete ({summary['global_step']} steps); "
+                f"checkpoint {summary['checkpoint']}")
+    if summary.get("checkpoint") is None:
+        return (f"done: nothing to train ({section}.epochs or --max-steps gives 0 steps); "
+                "no checkpoint written")
+    return None
 
 
 def try_evaluation(model: torch.nn.Module, cfg: Config, split: str, out_dir: Path) -> dict | None:

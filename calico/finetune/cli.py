@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from calico.engine import dist
-from calico.engine.runsetup import add_common_arguments, resolve_config, start_run
+from calico.engine.runsetup import add_common_arguments, done_message, resolve_config, start_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         dist.cleanup()
     if dist.is_main():
-        print(f"done: {summary['global_step']} steps, checkpoint {summary['checkpoint']}")
+        print(done_message(summary, "finetune", args.out)
+              or f"done: {summary['global_step']} steps, checkpoint {summary['checkpoint']}")
     return 0

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from calico.engine import dist
-from calico.engine.runsetup import add_common_arguments, resolve_config, start_run
+from calico.engine.runsetup import add_common_arguments, done_message, resolve_config, start_run
 
 # stages that distil into the camera branch from a frozen, pre-trained LiDAR backbone
 TEACHER_STAGES = ("rad", "bevdistill", "vanilla_distill")
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         dist.cleanup()
     if dist.is_main():
-        print(f"done: {summary['global_step']} steps; `calico finetune --init {summary['checkpoint']}` "
+        print(done_message(summary, "pretrain", args.out)
+              or f"done: {summary['global_step']} steps; `calico finetune --init {summary['checkpoint']}` "
               "loads its pre-trained parts")
     return 0
 

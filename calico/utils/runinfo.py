@@ -84,8 +84,9 @@ def make_run_dir(out: str | Path, cfg: Any, argv: list[str] | None = None, *, re
         record.setdefault("history", []).append({"event": "resume", **info})
         _write_json(run_json, record)
         return run
-    # a folder whose run never wrote a checkpoint (e.g. failed at start-up) may be reused
-    if (run / "config.json").exists() and any(run.glob("*.pt")):
+    # a folder whose run never wrote a checkpoint (e.g. failed at start-up) may be reused; one with
+    # checkpoints is never overwritten (its config.json and run.json history would be lost)
+    if any(run.glob("*.pt")):
         raise CalicoError(f"{run}: already holds a run with checkpoints; pass --resume or choose another --out")
     run.mkdir(parents=True, exist_ok=True)
     _write_json(run / "config.json", cfg.to_dict())
