@@ -363,3 +363,20 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, monkeypatch):
     assert "\n" not in msg and msg.startswith(f"{tmp_path}: cannot write checkpoint last.pt (No space left")
     assert "needs about 1.0 MB" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"] and path.read_bytes() == good
+
+
+# ------------------------------------------------------------------------------------- real-data defaults
+def test_finetune_without_map_expansion_turns_segmentation_off(real_cfg, tmp_path, capsys):
+    """The real scene has no map expansion: the default (with_seg) fine-tune trains detection only."""
+    rc = main(["finetune", "--config", "cpu", "--dataroot", real_cfg.data.dataroot, "--version", "v1.0-mini",
+               "--out", str(tmp_path / "run"), "--modality", "L", "--max-steps", "1", "--no-eval",
+               "--set", f"data.cache_dir={real_cfg.data.cache_dir}", "finetune.train_split=mini_val",
+               "data.num_workers=0"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "has no map ground truth (nuScenes map expansion): map segmentation is off" in err
+    rc = main(["finetune", "--config", "cpu", "--dataroot", real_cfg.data.dataroot, "--version", "v1.0-mini",
+               "--out", str(tmp_path / "run2"), "--modality", "L", "--max-steps", "1", "--no-eval",
+               "--set", f"data.cache_dir={real_cfg.data.cache_dir}", "finetune.train_split=mini_val",
+               "model.with_det=false"])
+    assert rc == 1 and "nothing to train" in capsys.readouterr().err

@@ -80,6 +80,34 @@ def start_run(args: argparse.Namespace, cfg: Config, device: str = "auto") -> tu
     return run, dev
 
 
+def decide_segmentation(cfg: Config, dataset=None) -> Config:
+    """Map segmentation needs map ground truth (the map expansion): without it, turn ``model.with_seg`` off
+    with a one-line note (refuse when detection is off too). ``dataset``: its records are checked (else the
+    index of ``cfg.data``). Call before the model is built."""
+    if not cfg.model.with_seg:
+        return cfg
+    if dataset is not None:
+        records = getattr(dataset, "records", None)
+        if records is None:  # a custom dataset (tests): the caller knows what it holds
+            return cfg
+        has_maps = any(r.get("map_mask") for r in records)
+    else:
+        from calico.data.prepare import load_index
+
+        index = load_index(cfg.data)
+        has_maps = bool(index.get("map_masks")) or any(r.get("map_mask") for r in index["records"])
+    if has_maps:
+        return cfg
+    if not cfg.model.with_det:
+        raise CalicoError(f"{cfg.data.dataroot}: no map ground truth (the map expansion is not installed) and "
+                          "model.with_det=false: nothing to train")
+    cfg.model.with_seg = False
+    if dist.is_main():
+        print(f"note: {cfg.data.dataroot} has no map ground truth (nuScenes map expansion): map segmentation "
+              "is off for this run (model.with_seg=false)", file=sys.stderr)
+    return cfg
+
+
 def done_message(summary: dict, section: str, out: str | Path) -> str | None:
     """The final line when the run trained nothing (None otherwise): complete already, or zero steps."""
     if summary.get("already_complete"):

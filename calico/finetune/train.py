@@ -38,7 +38,9 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     ``model`` replace the defaults (tests). Returns the trainer's summary, with
     ``metrics`` when the evaluation ran.
     """
-    ft = cfg.finetune
+    from calico.engine.runsetup import decide_segmentation  # no map ground truth: segmentation off
+
+    ft, cfg = cfg.finetune, decide_segmentation(cfg, dataset)
     if model is None:
         from calico.models import build_model
 
