@@ -380,3 +380,53 @@ def test_finetune_without_map_expansion_turns_segmentation_off(real_cfg, tmp_pat
                "--set", f"data.cache_dir={real_cfg.data.cache_dir}", "finetune.train_split=mini_val",
                "model.with_det=false"])
     assert rc == 1 and "nothing to train" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ folders that cannot be used
+def test_out_that_is_a_file_or_under_a_file(world, tmp_path, capsys):
+    cache = _cache(world, tmp_path)
+    assert _pool(world, cache) == 0
+    capsys.readouterr()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "run"):
+        assert _finetune(world, cache, out, "--max-steps", "1") == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"calico finetune: error: --out {out}: ")
+        assert _pretrain(world, cache, out, "--set", "pretrain.epochs=1") == 1
+        assert f"--out {out}: " in capsys.readouterr().err
+        for cmd in (["evaluate", "--ckpt", str(tmp_path / "none.pt"), "--split", "val"],
+                    ["robustness", "--ckpt", str(tmp_path / "none.pt")]):
+            assert main([*cmd, "--dataroot", str(world[0]), "--out", str(out)]) == 1
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and f"--out {out}: " in err, err
+    assert afile.read_text() == "x"
+
+
+def test_cache_dir_that_is_a_file(world, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["prepare", "--dataroot", str(world[0]), "--version", "v1.0-synth", "--cache-dir", str(afile)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "afile: cannot create the cache folder" in err
+    assert _pool(world, afile) == 1
+    assert "afile: cannot create the cache folder" in capsys.readouterr().err
+
+
+def test_missing_dataroot_leaves_no_empty_cache_folder(tmp_path, monkeypatch, capsys):
+    from calico.config import DataConfig
+    from calico.data.errors import DataError
+    from calico.data.paths import cache_dir
+
+    monkeypatch.setenv("CALICO_CACHE", str(tmp_path / "usercache"))
+    with pytest.raises(DataError, match="dataroot does not exist"):
+        cache_dir(DataConfig(dataroot=str(tmp_path / "nope")))
+    assert main(["pool", "--dataroot", str(tmp_path / "nope")]) == 1
+    assert "dataroot does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "usercache").exists()
+
+
+def test_evaluate_max_samples_zero(tmp_path, capsys):
+    assert main(["evaluate", "--ckpt", str(tmp_path / "x.pt"), "--dataroot", str(tmp_path), "--split", "val",
+                 "--out", str(tmp_path / "ev"), "--max-samples", "0"]) == 1
+    assert "--max-samples 0: must be >= 1" in capsys.readouterr().err

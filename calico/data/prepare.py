@@ -27,7 +27,7 @@ from tqdm import tqdm
 from calico.config import CAMERAS, CLASSES, DataConfig
 from calico.data.errors import DataError
 from calico.data.geometry import invert, transform_matrix, yaw_of
-from calico.data.paths import cache_dir
+from calico.data.paths import cache_dir, check_writable
 from calico.data.pointcloud import check_pcd_bin
 
 INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
@@ -183,6 +183,7 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
     """Build and write the index for ``data.dataroot``/``data.version``; return it."""
     t0 = time.time()
     nusc = open_nuscenes(data.dataroot, data.version)
+    check_writable(cache_dir(data))  # before the indexing, not after it
     records, bad_all, skipped = [], [], []
     missing_sweeps = 0
     for sample in tqdm(nusc.sample, desc="calico prepare", unit="sample", disable=not progress):

@@ -105,6 +105,11 @@ def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = No
 
 def run(args: argparse.Namespace) -> int:
     from calico.eval.runner import run_evaluation
+    from calico.utils.runinfo import writable_dir
+
+    if args.max_samples is not None and args.max_samples < 1:
+        raise CalicoError(f"--max-samples {args.max_samples}: must be >= 1 (omit it to evaluate every sample)")
+    writable_dir(args.out)
 
     cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.overrides, args.version, args.device)
     metrics = run_evaluation(model, cfg, args.split, args.out, max_samples=args.max_samples,

@@ -47,12 +47,16 @@ def regions_dir(cache_dir: str | Path, settings: dict[str, Any]) -> Path:
 def open_cache(cache_dir: str | Path, settings: dict[str, Any]) -> Path:
     """Create the settings' region folder and its manifest; other settings' folders are left alone."""
     d = regions_dir(cache_dir, settings)
-    d.mkdir(parents=True, exist_ok=True)
     mf = d / MANIFEST
-    if not mf.is_file():
-        tmp = d / f".{MANIFEST}.tmp{os.getpid()}"
-        tmp.write_text(json.dumps({"config_hash": d.name, **settings}, indent=1, sort_keys=True))
-        os.replace(tmp, mf)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if not mf.is_file():
+            tmp = d / f".{MANIFEST}.tmp{os.getpid()}"
+            tmp.write_text(json.dumps({"config_hash": d.name, **settings}, indent=1, sort_keys=True))
+            os.replace(tmp, mf)
+    except OSError as exc:
+        raise DataError(f"cannot write the region cache ({exc.strerror or exc}); pass a writable --cache-dir",
+                        str(d)) from exc
     return d
 
 

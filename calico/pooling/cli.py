@@ -117,6 +117,7 @@ def _map(fn, indices, cfg, workers: int, desc: str):
 
 def run(args: argparse.Namespace) -> int:
     from calico.data.dataset import NuScenesDataset
+    from calico.data.paths import check_writable
     from calico.pooling import cache
 
     cfg = _config(args)
@@ -140,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(summary, f"calico pool --evaluate ({args.dataroot}, sweeps={cfg.data.sweeps})"))
         print(f"pooling time {ms:.1f} ms/frame")
         return 0
-    folder = cache.open_cache(ds.cache, cache.cache_settings(cfg))
+    folder = check_writable(cache.open_cache(ds.cache, cache.cache_settings(cfg)))
     cached = [i for i in indices if cache.has_regions(folder, ds.records[i]["token"])]
-    invalid = [(i, why) for i, why in _map(_check_one, cached, cfg, args.workers, "check") if why]
+    invalid = [(i, why) for i, why in _map(_check_one, cached, cfg, args.workers, "check") if why] if cached else []
     todo = sorted({i for i in indices if i not in set(cached)} | {i for i, _ in invalid})
     print(f"calico pool: {len(indices) - len(todo)} of {len(indices)} samples already cached in {folder}")
     if invalid:
