@@ -430,3 +430,19 @@ def test_evaluate_max_samples_zero(tmp_path, capsys):
     assert main(["evaluate", "--ckpt", str(tmp_path / "x.pt"), "--dataroot", str(tmp_path), "--split", "val",
                  "--out", str(tmp_path / "ev"), "--max-samples", "0"]) == 1
     assert "--max-samples 0: must be >= 1" in capsys.readouterr().err
+
+
+def test_evaluate_with_another_configs_checkpoint_says_so_in_one_line():
+    from calico.cli import CalicoError
+    from calico.eval.cli import build_from_checkpoint
+    from calico.models import build_model
+
+    small = get_config("cpu", ["model.modality=L", "model.lidar_channels=16", "model.with_seg=false"])
+    other = get_config("cpu", ["model.modality=L+C"])
+    ckpt = {"model": build_model(small.model, small.data).state_dict()}
+    with pytest.raises(CalicoError) as exc:
+        build_from_checkpoint(ckpt, other, "run/last.pt")
+    msg = str(exc.value)
+    assert "\n" not in msg and len(msg) < 1200, msg
+    assert msg.startswith("run/last.pt: weights do not match the model built from the config (trained with another")
+    assert "shape mismatches (first: " in msg and "missing (first: " in msg

@@ -70,10 +70,17 @@ def build_from_checkpoint(ckpt: dict[str, Any], cfg: Config, path: str | Path) -
 
     model = build_model(cfg.model, cfg.data)
     state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # DDP-wrapped saves
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CalicoError(f"{path}: weights do not match the model built from the config: {exc}") from exc
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(v)} {label} (first: {', '.join(v[:3])})" for label, v in
+                 (("shape mismatches", shapes), ("missing", missing), ("unexpected", unexpected)) if v]
+        raise CalicoError(f"{path}: weights do not match the model built from the config (trained with another "
+                          f"config? pass that run's --config): {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
     return model
 
 
