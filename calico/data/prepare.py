@@ -123,8 +123,10 @@ def _boxes(nusc, sample: dict, lidar2ego: np.ndarray, ego2global: np.ndarray) ->
     }
 
 
-def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[dict, list[tuple[str, str]], int]:
-    """Index one keyframe sample. Returns (record, bad files [(path, problem)], missing sweep files)."""
+def build_record(nusc, sample: dict, max_sweeps: int,
+                 cameras=CAMERAS) -> tuple[dict, list[tuple[str, str]], list[tuple[str, str]], int]:
+    """Index one keyframe sample. Returns (record, bad files of the sample itself [(path, problem)], bad sweep
+    files [(path, problem)] (left out of ``record["sweeps"]``), missing sweep files)."""
     root = nusc.dataroot
     bad: list[tuple[str, str]] = []
     lidar_sd = _get(nusc, "sample_data", sample["data"]["LIDAR_TOP"])
@@ -144,6 +146,7 @@ def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[
     # Earlier sweeps, moved into the keyframe LiDAR frame; missing files are skipped at load time.
     global2lidar = invert(ego2global @ lidar2ego)
     missing = 0
+    bad_sweeps: list[tuple[str, str]] = []
     sd = lidar_sd
     while len(record["sweeps"]) < max_sweeps and sd["prev"]:
         sd = _get(nusc, "sample_data", sd["prev"])
@@ -151,8 +154,10 @@ def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[
         path = os.path.join(root, sd["filename"])
         exists = os.path.exists(path)
         missing += not exists
-        if exists and check_pcd_bin(path):
-            bad.append((path, check_pcd_bin(path)))
+        problem = check_pcd_bin(path) if exists else None
+        if problem:  # a bad sweep costs this keyframe one sweep, not the keyframe
+            bad_sweeps.append((path, problem))
+            continue
         record["sweeps"].append({
             "path": sd["filename"], "sweep2lidar": global2lidar @ e2g @ s2e,
             "dt": (lidar_sd["timestamp"] - sd["timestamp"]) * 1e-6, "exists": exists,
@@ -176,7 +181,7 @@ def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[
             "size": (cam_sd.get("height", 0), cam_sd.get("width", 0)),
         }
     record.update(_boxes(nusc, sample, lidar2ego, ego2global))
-    return record, bad, missing
+    return record, bad, bad_sweeps, missing
 
 
 def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -185,26 +190,29 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
     nusc = open_nuscenes(data.dataroot, data.version)
     check_writable(cache_dir(data))  # before the indexing, not after it
     records, bad_all, skipped = [], [], []
-    missing_sweeps = 0
+    missing_sweeps = dropped_sweeps = 0
     for sample in tqdm(nusc.sample, desc="calico prepare", unit="sample", disable=not progress):
-        record, bad, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
+        record, bad, bad_sweeps, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
         missing_sweeps += missing
+        bad_all.extend(b for b in bad + bad_sweeps if b not in bad_all)
         if bad:
-            bad_all.extend(b for b in bad if b not in bad_all)
             skipped.append(sample["token"])
             continue
+        dropped_sweeps += len(bad_sweeps)
         records.append(record)
     if bad_all and not skip_bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad_all[:50])
         more = f"\n  ... and {len(bad_all) - 50} more" if len(bad_all) > 50 else ""
         raise DataError(f"{len(bad_all)} bad file(s) in {len(skipped)} sample(s) "
-                        f"(use --skip-bad to drop those samples):\n{lines}{more}")
+                        f"(use --skip-bad to drop those samples; a bad sweep only costs its keyframes that "
+                        f"sweep):\n{lines}{more}")
     records.sort(key=lambda r: (r["scene_name"], r["timestamp"]))
     splits_file = Path(nusc.dataroot) / nusc.version / "splits.json"
     index = {
         "format": INDEX_FORMAT, "version": data.version, "dataroot": str(Path(data.dataroot).resolve()),
         "records": records, "skipped_samples": skipped, "bad_files": bad_all,
         "missing_sweep_files": missing_sweeps, "max_sweeps": data.max_index_sweeps,
+        "bad_sweeps_left_out": dropped_sweeps,
         "custom_splits": str(splits_file) if splits_file.exists() else None,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - t0,
     }
@@ -334,11 +342,14 @@ def run(args: argparse.Namespace) -> int:
     scenes = {r["scene_name"] for r in recs}
     nbox = sum(len(r["gt_labels"]) for r in recs)
     print(f"indexed {len(recs)} samples from {len(scenes)} scenes, {nbox} boxes -> {index['path']}")
-    if index["skipped_samples"]:
+    if index["bad_files"]:
         print(f"skipped {len(index['skipped_samples'])} samples with {len(index['bad_files'])} bad files "
               "(--skip-bad):")
         for p, why in index["bad_files"][:20]:
             print(f"  {p}: {why}")
+    if index.get("bad_sweeps_left_out"):
+        print(f"note: {index['bad_sweeps_left_out']} bad sweep file(s) left out of their keyframes' sweeps "
+              "(those keyframes are kept with the other sweeps)")
     if index["missing_sweep_files"]:
         print(f"note: {index['missing_sweep_files']} sweep files listed in sample_data are absent "
               "(keyframes-only copy?); the loader uses the sweeps present")
