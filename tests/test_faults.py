@@ -446,3 +446,49 @@ def test_evaluate_with_another_configs_checkpoint_says_so_in_one_line():
     assert "\n" not in msg and len(msg) < 1200, msg
     assert msg.startswith("run/last.pt: weights do not match the model built from the config (trained with another")
     assert "shape mismatches (first: " in msg and "missing (first: " in msg
+
+
+# ------------------------------------------------------------------------------------------ images
+def _world_copy(world, tmp_path):
+    import shutil
+
+    dst = tmp_path / "data"
+    shutil.copytree(world[0], dst, ignore=shutil.ignore_patterns(".calico"))
+    return dst
+
+
+def test_prepare_decodes_images_truncated_after_the_header(world, tmp_path, capsys):
+    data = _world_copy(world, tmp_path)
+    img = sorted((data / "samples" / "CAM_BACK").glob("*.jpg"))[1]
+    raw = img.read_bytes()
+    img.write_bytes(raw[: len(raw) // 2])  # valid header, truncated scan
+    assert main(["prepare", "--dataroot", str(data), "--version", "v1.0-synth", "--cache-dir",
+                 str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert f"{img}: cannot decode image" in err and "truncated" in err.lower()
+
+
+def test_image_of_another_size_than_its_calibration(world, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from calico.data.dataset import NuScenesDataset
+    from calico.data.errors import DataError
+
+    data = _world_copy(world, tmp_path)
+    cfg = get_config("cpu", [f"data.dataroot={data}", "data.version=v1.0-synth", "data.sweeps=1",
+                             f"data.cache_dir={tmp_path / 'cache'}"])
+    ds = NuScenesDataset(cfg, load_images=True, with_regions=False)
+    want = ds.load_cameras(0)["intrinsics"]
+    img = data / ds.records[0]["cams"]["CAM_FRONT"]["path"]
+    with Image.open(img) as im:
+        w, h = im.size
+        im.resize((w * 2, h * 2)).save(img)  # the same view at twice the calibration's size
+    with pytest.warns(UserWarning, match=rf"image is {2 * w}x{2 * h} but its calibration is for {w}x{h} "
+                                         r"images: intrinsics scaled"):
+        got = ds.load_cameras(0)["intrinsics"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    with Image.open(img) as im:
+        im.resize((w * 2, h)).save(img)  # another aspect ratio: refused
+    with pytest.raises(DataError, match=rf"{img.name}: image is {2 * w}x{h} but its calibration .* aspect"):
+        ds.load_cameras(0)

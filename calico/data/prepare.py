@@ -89,6 +89,21 @@ def _check_image(path: str) -> str | None:
         return "empty image file"
     if not (head.startswith(b"\xff\xd8") or head.startswith(b"\x89PNG")):
         return "not a JPEG/PNG image (bad magic bytes)"
+    return _decode_check(path)
+
+
+def _decode_check(path: str) -> str | None:
+    """Decode the image cheaply (JPEG: a 1/8-scale draft, which still reads every byte of the scan), so a
+    file truncated after a valid header fails here and not in training."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+            im.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+        return f"cannot decode image ({type(exc).__name__}: {exc})"
     return None
 
 
