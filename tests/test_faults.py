@@ -492,3 +492,26 @@ def test_image_of_another_size_than_its_calibration(world, tmp_path):
         im.resize((w * 2, h)).save(img)  # another aspect ratio: refused
     with pytest.raises(DataError, match=rf"{img.name}: image is {2 * w}x{h} but its calibration .* aspect"):
         ds.load_cameras(0)
+
+
+# ------------------------------------------------------------------------------------------ tables
+@pytest.mark.parametrize("table, content, expect", [
+    ("calibrated_sensor", "drop_translation", "table calibrated_sensor.json row {token!r} has no translation"),
+    ("sample_annotation", "drop_translation", "table sample_annotation.json row {token!r} has no translation"),
+    ("calibrated_sensor", {"a": 1}, "table calibrated_sensor.json is a JSON dict, not a list of rows"),
+    ("ego_pose", [1, 2], "table ego_pose.json row 0 is not an object with a 'token': 1"),
+])
+def test_tables_of_the_wrong_shape_are_named(world, tmp_path, capsys, table, content, expect):
+    data = _world_copy(world, tmp_path)
+    path = data / "v1.0-synth" / f"{table}.json"
+    token = None
+    if content == "drop_translation":
+        rows = json.loads(path.read_text())
+        token = rows[0]["token"]
+        del rows[0]["translation"]
+        content = rows
+    path.write_text(json.dumps(content))
+    assert main(["prepare", "--dataroot", str(data), "--version", "v1.0-synth", "--cache-dir",
+                 str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("calico prepare: error: ") and expect.format(token=token) in err, err

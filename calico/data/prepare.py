@@ -61,6 +61,32 @@ def open_nuscenes(dataroot: str, version: str):
         raise DataError(f"cannot read the devkit tables: {exc}", str(table_dir)) from exc
     except AssertionError as exc:  # the devkit asserts on missing map masks and the like
         raise DataError(f"nuscenes-devkit refused the dataset: {exc}", str(root)) from exc
+    except (TypeError, AttributeError, IndexError) as exc:  # a table of the wrong shape
+        raise DataError(_table_shape_problem(table_dir) or f"the devkit tables have the wrong shape ({exc})",
+                        str(table_dir)) from exc
+
+
+def _table_shape_problem(table_dir: Path) -> str | None:
+    """The first table (and row) that is not a JSON list of objects with a string ``token``."""
+    for path in sorted(table_dir.glob("*.json")):
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rows, list):
+            return f"table {path.name} is a JSON {type(rows).__name__}, not a list of rows"
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("token"), str):
+                return f"table {path.name} row {i} is not an object with a 'token': {str(row)[:80]}"
+    return None
+
+
+def _need(row: dict, table: str, *keys: str) -> list:
+    """``row[key]`` for each key, or a DataError naming the table, the row and the missing field."""
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise DataError(f"table {table}.json row {row.get('token')!r} has no {', '.join(missing)}")
+    return [row[k] for k in keys]
 
 
 def _get(nusc, table: str, token: str) -> dict:
@@ -74,7 +100,8 @@ def _get(nusc, table: str, token: str) -> dict:
 def _pose(nusc, sd: dict) -> tuple[np.ndarray, np.ndarray]:
     cs = _get(nusc, "calibrated_sensor", sd["calibrated_sensor_token"])
     ep = _get(nusc, "ego_pose", sd["ego_pose_token"])
-    return transform_matrix(cs["translation"], cs["rotation"]), transform_matrix(ep["translation"], ep["rotation"])
+    return (transform_matrix(*_need(cs, "calibrated_sensor", "translation", "rotation")),
+            transform_matrix(*_need(ep, "ego_pose", "translation", "rotation")))
 
 
 def _check_image(path: str) -> str | None:
@@ -118,7 +145,7 @@ def _boxes(nusc, sample: dict, lidar2ego: np.ndarray, ego2global: np.ndarray) ->
         name = category_to_detection_name(ann["category_name"])
         if name is None:
             continue
-        box = global2lidar @ transform_matrix(ann["translation"], ann["rotation"])
+        box = global2lidar @ transform_matrix(*_need(ann, "sample_annotation", "translation", "rotation", "size")[:2])
         vel = nusc.box_velocity(ann_token)  # global frame, NaN when the instance has one annotation
         ok = bool(np.all(np.isfinite(vel[:2])))
         vel_l = global2lidar[:3, :3] @ (np.nan_to_num(vel) * np.array([1.0, 1.0, 0.0]))
@@ -207,7 +234,15 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
     records, bad_all, skipped = [], [], []
     missing_sweeps = dropped_sweeps = 0
     for sample in tqdm(nusc.sample, desc="calico prepare", unit="sample", disable=not progress):
-        record, bad, bad_sweeps, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
+        try:
+            record, bad, bad_sweeps, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
+        except DataError as exc:
+            if exc.path is not None:
+                raise
+            raise DataError(str(exc), os.path.join(nusc.dataroot, nusc.version)) from exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:  # a row of the wrong shape
+            raise DataError(f"sample {sample.get('token')!r}: a table row lacks a field or has the wrong type "
+                            f"({type(exc).__name__}: {exc})", os.path.join(nusc.dataroot, nusc.version)) from exc
         missing_sweeps += missing
         bad_all.extend(b for b in bad + bad_sweeps if b not in bad_all)
         if bad:
