@@ -515,3 +515,20 @@ def test_tables_of_the_wrong_shape_are_named(world, tmp_path, capsys, table, con
                  str(tmp_path / "cache")]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("calico prepare: error: ") and expect.format(token=token) in err, err
+
+
+def test_pool_plot_of_a_cloud_with_no_points(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from calico.cli import CalicoError
+    from calico.pooling.plot import plot_sample
+
+    ds = SimpleNamespace(records=[{"token": "tok", "scene_name": "s", "gt_boxes": np.zeros((0, 9), np.float32)}],
+                         load_points=lambda i: np.zeros((0, 5), np.float32), cfg=get_config("cpu"))
+    png = plot_sample(ds, "0", tmp_path / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CalicoError, match="cannot write the picture"):
+        plot_sample(ds, "0", tmp_path / "afile" / "p.png")
