@@ -532,3 +532,19 @@ def test_pool_plot_of_a_cloud_with_no_points(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(CalicoError, match="cannot write the picture"):
         plot_sample(ds, "0", tmp_path / "afile" / "p.png")
+
+
+def test_out_in_a_read_only_folder(tmp_path, monkeypatch):
+    """(Tests run as root, where chmod does not stop writes: the refused write is simulated.)"""
+    import errno
+    from pathlib import Path
+
+    from calico.cli import CalicoError
+    from calico.utils.runinfo import writable_dir
+
+    def refuse(self, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    with pytest.raises(CalicoError, match=r"^--out .*ro: cannot create or write this folder \(Permission denied\)$"):
+        writable_dir(tmp_path / "ro")
