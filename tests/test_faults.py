@@ -150,6 +150,13 @@ def test_pretrain_checks_the_region_cache_before_step_one(world, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and files[2].name in err and "missing" in err and "calico pool" in err
     assert not (tmp_path / "run").exists()
+    from calico.data.dataset import NuScenesDataset
+    from calico.pooling.cache import check_dataset
+
+    cfg = get_config("cpu", [f"data.dataroot={world[0]}", "data.version=v1.0-synth", f"data.cache_dir={cache}",
+                             "data.sweeps=1"])
+    ds = NuScenesDataset(cfg, load_images=False)
+    assert check_dataset(ds, num_workers=2)[1] == check_dataset(ds)[1] == [(str(files[2]), "missing")]
     assert _pool(world, cache) == 0
     np.save(files[0], np.zeros(5, np.int32))  # wrong length
     capsys.readouterr()

@@ -137,14 +137,31 @@ def load_regions(folder: str | Path, token: str, num_points: int) -> np.ndarray 
     return arr.astype(np.int64)
 
 
-def check_dataset(dataset, lengths: bool = True) -> tuple[Path, list[tuple[str, str]]]:
+class _Checker:
+    """``check[i] -> (path, problem or None)`` for sample ``i`` (a map-style dataset for a DataLoader)."""
+
+    def __init__(self, dataset, folder: Path, lengths: bool):
+        self.ds, self.folder, self.lengths = dataset, folder, lengths
+
+    def __len__(self) -> int:
+        return len(self.ds.records)
+
+    def __getitem__(self, i: int) -> tuple[str, str | None]:
+        token = self.ds.records[i]["token"]
+        n = len(self.ds.load_points(i)) if self.lengths and has_regions(self.folder, token) else None
+        return str(self.folder / f"{token}.npy"), check_file(self.folder, token, n)
+
+
+def check_dataset(dataset, lengths: bool = True, num_workers: int = 0) -> tuple[Path, list[tuple[str, str]]]:
     """The dataset's region folder and its bad files ``[(path, problem)]``: missing, unreadable or (with
-    ``lengths``: loads every sample's points) of another length than the loader's points."""
+    ``lengths``: loads every sample's points, on ``num_workers`` DataLoader workers) of another length than
+    the loader's points."""
+    from torch.utils.data import DataLoader
+
     folder = regions_dir(dataset.cache, cache_settings(dataset.cfg))
-    bad: list[tuple[str, str]] = []
-    for i, rec in enumerate(dataset.records):
-        n = len(dataset.load_points(i)) if lengths and has_regions(folder, rec["token"]) else None
-        problem = check_file(folder, rec["token"], n)
-        if problem:
-            bad.append((str(folder / f"{rec['token']}.npy"), problem))
-    return folder, bad
+    if not folder.is_dir():
+        return folder, [(str(folder), "missing")]
+    checker = _Checker(dataset, folder, lengths)
+    results = (DataLoader(checker, batch_size=None, num_workers=num_workers) if num_workers > 0
+               else (checker[i] for i in range(len(checker))))
+    return folder, [(path, why) for path, why in results if why]

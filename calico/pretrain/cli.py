@@ -37,7 +37,7 @@ def check_regions(dataset, stage: str, config: str) -> None:
     cfg = dataset.cfg
     pool = (f"`calico pool --config {config} --dataroot {cfg.data.dataroot} --version {cfg.data.version}"
             + (f" --cache-dir {cfg.data.cache_dir}" if cfg.data.cache_dir else "") + "` (with this run's --set)")
-    folder, bad = check_dataset(dataset)
+    folder, bad = check_dataset(dataset, num_workers=cfg.data.num_workers)
     if not folder.is_dir():
         other = other_settings(dataset.cache, cache_settings(cfg))
         raise CalicoError(f"stage {stage!r} needs semantic-pooling regions but none are cached for these settings "
