@@ -111,6 +111,9 @@ class ModelConfig:
     decoder_channels: int = 256
     decoder_layers: int = 2  # 3x3 conv blocks per level of each modality's decoder (2 levels: stride 1, 2)
     head_channels: int = 64
+    # hidden 3x3 conv layers of each CenterPoint regression/heatmap head (CenterPoint / BEVFusion: 1, i.e. mmdet3d's
+    # num_conv=2). The 36 heads (6 tasks x 6 outputs) at full BEV resolution cost most of a step's FLOPs.
+    head_convs: int = 1
     tasks: tuple[tuple[str, ...], ...] = (
         ("car",), ("truck", "construction_vehicle"), ("bus", "trailer"), ("barrier",),
         ("motorcycle", "bicycle"), ("pedestrian", "traffic_cone"),
@@ -249,6 +252,7 @@ CPU_OVERRIDES: dict[str, Any] = {
     "model.decoder_channels": 64,
     "model.decoder_layers": 1,
     "model.head_channels": 32,
+    "model.head_convs": 0,
     "model.seg_size": 100,
     "pretrain.epochs": 4,
     "pretrain.batch_size": 2,

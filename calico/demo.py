@@ -44,11 +44,14 @@ def world_settings(size: DemoSize) -> dict:
             "image_size": (225, 400)}
 
 
-def ensure_world(root: Path, seed: int, quick: bool) -> dict:
-    """Generate the synthetic world into ``root`` unless the same one is already there."""
+def ensure_world(root: Path, seed: int, quick: bool, scenes: int | None = None) -> dict:
+    """Generate the synthetic world into ``root`` unless the same one is already there (``scenes``: override
+    the size's scene count)."""
     from calico.data.synth import generate
 
     settings = {**world_settings(SIZES["quick" if quick else "full"]), "seed": seed, "version": WORLD_VERSION}
+    if scenes:
+        settings["scenes"] = scenes
     stamp = root / "calico_world.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("settings") == _jsonable(settings):
         print(f"reusing the synthetic world in {root}")

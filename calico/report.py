@@ -171,6 +171,7 @@ def training_curves_figure(runs: dict[str, Path], out: Path, title: str) -> Path
 def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -> Path:
     """Paper Fig. 5: ``metric`` against the label fraction, one line per method of a ``calico.study.Grid``
     (error bars: std over seeds)."""
+    from calico.eval.stats import summarize
     from calico.study import METHODS
 
     fig, ax = _plt().subplots(figsize=(6, 4))
@@ -178,8 +179,9 @@ def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -
         fr = sorted(results.get(name, {}))
         if not fr:
             continue
-        vals = [[r.get(metric, np.nan) * 100 for r in results[name][f]] for f in fr]
-        ax.errorbar([f * 100 for f in fr], [np.mean(v) for v in vals],
-                    yerr=[np.std(v) if len(v) > 1 else 0 for v in vals], marker="o", capsize=3,
-                    label=METHODS[name].label)
+        stats = [summarize([r.get(metric, np.nan) * 100 for r in results[name][f]]) for f in fr]
+        ax.errorbar([f * 100 for f in fr], [s.mean for s in stats], yerr=[s.std for s in stats], marker="o",
+                    capsize=3, label=METHODS[name].label)  # the sample std of the tables (ddof=1)
+    if max(grid.fractions) / min(grid.fractions) > 10:  # 2 % ... 100 %: equal room per doubling of labels
+        ax.set_xscale("log")
     return _finish(fig, ax, "labelled training data (%)", f"{metric} (%)", grid.title, out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from calico.cli import CalicoError
 from calico.config import CLASSES, MAP_CLASSES
+from calico.eval.stats import paired_difference, summarize
 from calico.pretrain.cli import REGION_STAGES
 
 
@@ -71,6 +73,19 @@ GRIDS: dict[str, Grid] = {
     "table7": Grid("Table 7: camera-only and RAD", (
         "plrc", "prc", "rand_c", "vanilla_c", "bevdistill_c", "rad_c", "calico"), (0.10, 0.50)),
     "demo": Grid("Demo: L+C detection", ("rand_lc", "prc_randc", "calico", "pointcontrast_lc"), (0.25,)),
+    # issue 11's protocol: pre-training on every train keyframe (labels unused), fine-tuning on a fraction,
+    # paired seeds against the random init of the same modality (calico.eval.stats)
+    "efficiency": Grid("Label efficiency: pre-training on the whole unlabeled train split", (
+        "rand_l", "pointcontrast", "prc", "rand_lc", "calico"), (0.02, 0.05, 0.10, 0.20, 1.00)),
+}
+
+# Hyper-parameters each arm may pick from (`calico study --tune`), scored on the held-out part of the *train*
+# split (calico.data.splits.holdout_parts), never on val. Randomly initialised arms choose the lr; pre-trained
+# arms choose how much slower their pre-trained parts train (the heads keep the base lr). Same count for both:
+# two each, the cpu preset's setting and one other, which is what a 2-core study affords (`--tune`).
+TUNE_CANDIDATES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "random": (("finetune.lr=0.0005",), ("finetune.lr=0.00025",)),
+    "pretrained": (("finetune.pretrained_lr_mult=1.0",), ("finetune.pretrained_lr_mult=0.2",)),
 }
 
 
@@ -114,7 +129,6 @@ def run_jobs(jobs: list[Job], parallel: int = 1, log_dir: Path | None = None, th
         return
     import os
     import subprocess
-    import sys
 
     log_dir = Path(log_dir or ".")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -167,14 +181,20 @@ class Study:
 
     def __init__(self, out: Path, config: str, dataroot: str, version: str, seeds: tuple[int, ...],
                  overrides: list[str], pretrain_overrides: list[str] | None = None,
-                 finetune_overrides: list[str] | None = None, stage_overrides: dict[str, list[str]] | None = None):
+                 finetune_overrides: list[str] | None = None, stage_overrides: dict[str, list[str]] | None = None,
+                 pretrain_seed: int | None = None, method_overrides: dict[str, list[str]] | None = None):
         """``overrides`` go to every run, ``pretrain_overrides`` / ``finetune_overrides`` to every run of that
-        kind, ``stage_overrides[stage]`` to the pre-training runs of one stage (applied last)."""
+        kind, ``stage_overrides[stage]`` to the pre-training runs of one stage (applied last),
+        ``method_overrides[method]`` to that method's fine-tuning runs (its tuned settings).
+        ``pretrain_seed``: every fine-tuning seed starts from the pre-training run of this seed (one
+        pre-training per method, as a paper's checkpoint); None: one pre-training per seed."""
         self.out, self.config, self.dataroot, self.version = Path(out), config, dataroot, version
         self.seeds, self.overrides = seeds, list(overrides)
         self.pre_over = list(pretrain_overrides or [])
         self.ft_over = list(finetune_overrides or [])
         self.stage_over = dict(stage_overrides or {})
+        self.pretrain_seed = pretrain_seed
+        self.method_over = dict(method_overrides or {})
 
     def _common(self) -> list[str]:
         return ["--config", self.config, "--dataroot", self.dataroot, "--version", self.version]
@@ -184,20 +204,24 @@ class Study:
         stages = method.stages[: upto] if upto is not None else method.stages
         if not stages:
             return None
+        seed = seed if self.pretrain_seed is None else self.pretrain_seed
         chain = "+".join(stage + "".join(f"[{s}]" for s in sets) for stage, sets in stages)
         return self.out / "pretrain" / f"{chain}-s{seed}"
 
     def cell_dir(self, name: str, fraction: float, seed: int) -> Path:
         return self.out / "cells" / name / f"f{int(round(fraction * 100)):03d}" / f"s{seed}"
 
-    def plan(self, grid: Grid) -> list[Job]:
-        """Every job of the grid: pooling, shared pre-training chains, then fine-tune + evaluate per cell."""
+    def plan(self, grid: Grid, tune: bool = False) -> list[Job]:
+        """Every job of the grid: pooling, shared pre-training chains, then fine-tune + evaluate per cell.
+
+        ``tune``: instead of the grid's cells, one fine-tuning per method and ``TUNE_CANDIDATES`` entry at the
+        grid's first fraction and the first seed, fitted on ``train:fit`` and scored on ``train:holdout``."""
         jobs: dict[str, Job] = {}
         if any(s in REGION_STAGES for m in grid.methods for s, _ in METHODS[m].stages):
             jobs["pool"] = Job("pool", ["pool", *self._common()])
         for name in grid.methods:
             method = METHODS[name]
-            for seed in self.seeds:
+            for seed in self.seeds[:1] if tune else self.seeds:
                 prev = None
                 for k, (stage, sets) in enumerate(method.stages):
                     run = self.pretrain_dir(method, seed, k + 1)
@@ -213,24 +237,55 @@ class Study:
                             (["pool"] if stage in REGION_STAGES else [])
                         jobs[key] = Job(key, argv, run / "DONE", deps, resume_from=run / "last.pt")
                     prev = run
+                if tune:
+                    kind = "pretrained" if prev is not None else "random"
+                    for k, cand in enumerate(TUNE_CANDIDATES[kind]):
+                        self._cell_jobs(jobs, self.tune_dir(name, k), name, grid.fractions[0], seed, prev,
+                                        [*grid.overrides, *cand, "finetune.train_split=train:fit"], "train:holdout")
+                    continue
                 for fraction in grid.fractions:
-                    cell = self.cell_dir(name, fraction, seed)
-                    ft = cell / "finetune"
-                    argv = ["finetune", *self._common(), "--out", str(ft), "--fraction", str(fraction),
-                            "--modality", method.modality, "--seed", str(seed), "--no-eval"]
-                    if prev is not None:
-                        argv += ["--init", str(prev / "last.pt")]
-                    sets = [*self.overrides, *self.ft_over, *grid.overrides]
-                    if sets:
-                        argv += ["--set", *sets]
-                    key = f"finetune/{cell.relative_to(self.out / 'cells')}"
-                    jobs[key] = Job(key, argv, ft / "DONE", [f"pretrain/{prev.name}"] if prev else [],
-                                    resume_from=ft / "last.pt")
-                    ev = ["evaluate", "--ckpt", str(ft / "last.pt"), *self._common()[2:], "--split", "val",
-                          "--out", str(cell / "eval")]
-                    jobs[f"evaluate/{cell.relative_to(self.out / 'cells')}"] = Job(
-                        f"evaluate/{cell.relative_to(self.out / 'cells')}", ev, cell / "eval" / "metrics.json", [key])
+                    self._cell_jobs(jobs, self.cell_dir(name, fraction, seed), name, fraction, seed, prev,
+                                    [*grid.overrides, *self.method_over.get(name, [])], "val")
         return list(jobs.values())
+
+    def _cell_jobs(self, jobs: dict[str, Job], cell: Path, name: str, fraction: float, seed: int,
+                   init: Path | None, sets: list[str], split: str) -> None:
+        """Fine-tune (from ``init``'s last.pt) + evaluate on ``split`` into ``cell``."""
+        ft = cell / "finetune"
+        argv = ["finetune", *self._common(), "--out", str(ft), "--fraction", str(fraction),
+                "--modality", METHODS[name].modality, "--seed", str(seed), "--no-eval"]
+        if init is not None:
+            argv += ["--init", str(init / "last.pt")]
+        sets = [*self.overrides, *self.ft_over, *sets]
+        if sets:
+            argv += ["--set", *sets]
+        rel = cell.relative_to(self.out)
+        key = f"finetune/{rel}"
+        jobs[key] = Job(key, argv, ft / "DONE", [f"pretrain/{init.name}"] if init else [],
+                        resume_from=ft / "last.pt")
+        ev = ["evaluate", "--ckpt", str(ft / "last.pt"), *self._common()[2:], "--split", split,
+              "--out", str(cell / "eval")]
+        jobs[f"evaluate/{rel}"] = Job(f"evaluate/{rel}", ev, cell / "eval" / "metrics.json", [key])
+
+    def tune_dir(self, name: str, candidate: int) -> Path:
+        return self.out / "tune" / name / f"c{candidate}"
+
+    def tuned(self, grid: Grid) -> dict[str, dict]:
+        """Per method the best ``TUNE_CANDIDATES`` entry by held-out mAP (then NDS):
+        ``{method: {"sets": [...], "mAP": .., "NDS": .., "all": [(sets, mAP, NDS), ...]}}``."""
+        best: dict[str, dict] = {}
+        for name in grid.methods:
+            kind = "pretrained" if METHODS[name].stages else "random"
+            scored = []
+            for k, cand in enumerate(TUNE_CANDIDATES[kind]):
+                path = self.tune_dir(name, k) / "eval" / "metrics.json"
+                if path.exists():
+                    m = json.loads(path.read_text())
+                    scored.append((list(cand), m.get("mAP", float("nan")), m.get("NDS", float("nan"))))
+            if scored:
+                sets, mAP, nds = max(scored, key=lambda x: (np.nan_to_num(x[1], nan=-1), np.nan_to_num(x[2], nan=-1)))
+                best[name] = {"sets": sets, "mAP": mAP, "NDS": nds, "all": scored}
+        return best
 
     def results(self, grid: Grid) -> dict[str, dict[float, list[dict]]]:
         """Metrics of the grid's finished cells: {method: {fraction: [metrics per seed]}}."""
@@ -240,7 +295,8 @@ class Study:
                 for seed in self.seeds:
                     path = self.cell_dir(name, fraction, seed) / "eval" / "metrics.json"
                     if path.exists():
-                        results.setdefault(name, {}).setdefault(fraction, []).append(json.loads(path.read_text()))
+                        metrics = {**json.loads(path.read_text()), "seed": seed}
+                        results.setdefault(name, {}).setdefault(fraction, []).append(metrics)
         return results
 
     def run(self, grid: Grid, parallel: int = 1, threads: int = 1) -> dict[str, dict[float, list[dict]]]:
@@ -249,10 +305,40 @@ class Study:
 
 
 def _ms(values: list[float], scale: float = 100.0) -> str:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float) * scale
-    if len(v) == 0:
+    s = summarize(values)
+    if s.n == 0:
         return "–"
-    return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+    return f"{s.mean * scale:.1f}" if s.n == 1 else f"{s.mean * scale:.1f} ± {s.std * scale:.1f}"
+
+
+def baseline_of(name: str, methods: tuple[str, ...]) -> str | None:
+    """The randomly initialised method of the same modality in ``methods`` (None for itself or when absent)."""
+    if not METHODS[name].stages:
+        return None
+    return next((m for m in methods if not METHODS[m].stages and METHODS[m].modality == METHODS[name].modality),
+                None)
+
+
+def paired_table(grid: Grid, results: dict[str, dict[float, list[dict]]],
+                 metrics: tuple[str, ...] = ("mAP", "NDS", "AP/car", "AP/pedestrian")) -> str:
+    """Each pre-trained method against the random init of its modality: the paired difference per seed, its
+    mean and 95 % t-interval (values in points of %); ``*`` marks an interval above zero."""
+    head = ["Training Data", "Method", "vs", "seeds"] + [f"Δ {m}" for m in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for fraction in grid.fractions:
+        for name in grid.methods:
+            base = baseline_of(name, grid.methods)
+            runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
+            if base is None or not runs or not ref:
+                continue
+            cells = []
+            for metric in metrics:
+                d = paired_difference({r["seed"]: r.get(metric) for r in runs}, {r["seed"]: r.get(metric) for r in ref})
+                cells.append(d.text() + (" *" if d.above_zero else ""))
+            n = len({r["seed"] for r in runs} & {r["seed"] for r in ref})
+            lines.append("| " + " | ".join([f"{fraction * 100:g}%", METHODS[name].label, METHODS[base].label,
+                                            str(n), *cells]) + " |")
+    return "\n".join(lines)
 
 
 def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bool = False) -> str:
@@ -276,6 +362,47 @@ def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bo
     return "\n".join(lines)
 
 
+def probe_table(study: Study, grid: Grid) -> str:
+    """``calico probe`` (linear probe on frozen F^LiDAR, balanced accuracy on val) for random init and each
+    method's pre-training, cached in ``<out>/probe.json``; the pre-training seed's checkpoints."""
+    from calico.config import get_config
+    from calico.eval.probe import run_probe
+
+    seed = study.pretrain_seed if study.pretrain_seed is not None else study.seeds[0]
+    ckpts = {"random": "Rand. Init."}
+    for name in grid.methods:
+        run = study.pretrain_dir(METHODS[name], seed)
+        if run is not None:
+            ckpts.setdefault(str(run / "last.pt"), " + ".join(stage for stage, _ in METHODS[name].stages))
+    cache = study.out / "probe.json"
+    done = json.loads(cache.read_text()) if cache.exists() else {}
+    todo = [c for c in ckpts if c not in done]
+    if todo:
+        cfg = get_config(study.config, [f"data.dataroot={study.dataroot}", f"data.version={study.version}",
+                                         f"seed={seed}", *study.overrides])
+        done.update(run_probe(cfg, todo, seed=seed))
+        cache.write_text(json.dumps(done, indent=1, default=lambda x: None))
+    lines = ["Linear probe on frozen F^LiDAR (`calico probe`: occupied BEV cell -> background / car / pedestrian / "
+             "other, fitted on 12 train keyframes, balanced accuracy on val):", "",
+             "| pre-training | balanced accuracy | recall bg / car / ped / other |", "|---|---:|---|"]
+    for ckpt, label in ckpts.items():
+        r = done[ckpt]
+        rec = " / ".join("–" if v is None else f"{v:.2f}" for v in r["recall"].values())
+        lines.append(f"| {label} | {r['balanced_accuracy']:.3f} | {rec} |")
+    return "\n".join(lines)
+
+
+def tuning_table(grid: Grid, tuned: dict[str, dict]) -> str:
+    """What each method chose on the held-out train scenes (fraction ``grid.fractions[0]``, first seed)."""
+    lines = [f"Tuning on train:fit -> train:holdout at {grid.fractions[0] * 100:g}% labels "
+             "(held-out mAP / NDS in % per candidate; the chosen one in bold):", "",
+             "| Method | candidates | chosen |", "|---|---|---|"]
+    for name, t in tuned.items():
+        cands = "; ".join(f"{' '.join(s)}: {m * 100:.1f} / {n * 100:.1f}" for s, m, n in t["all"])
+        lines.append(f"| {METHODS[name].label} | {cands} | **{' '.join(t['sets'])}** |")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS), help="which paper grid")
     parser.add_argument("--out", default="work/study", help="study folder (one run folder per cell)")
@@ -285,7 +412,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--fractions", type=float, nargs="+", help="override the grid's label fractions")
     parser.add_argument("--methods", nargs="+", help="override the grid's methods")
-    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE", help="overrides for every run")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="overrides for every run")
+    parser.add_argument("--pretrain-set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="overrides for the pre-training runs only (e.g. pretrain.max_steps=600)")
+    parser.add_argument("--finetune-set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="overrides for the fine-tuning runs only")
+    parser.add_argument("--pretrain-seed", type=int,
+                        help="one pre-training per method (this seed) shared by every fine-tuning seed "
+                             "(default: one pre-training per seed)")
+    parser.add_argument("--tune", action="store_true",
+                        help="first pick each method's fine-tuning lr setting on train:fit -> train:holdout "
+                             "(study.TUNE_CANDIDATES, first fraction, first seed), then run the grid with it")
+    parser.add_argument("--world-scenes", type=int, default=0,
+                        help="scenes of the generated synthetic world (default: 40 for --grid efficiency, else 8)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs in parallel as subprocesses (default 1: in this process)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per parallel job")
@@ -306,16 +446,31 @@ def run(args: argparse.Namespace) -> int:
         from calico.demo import WORLD_VERSION, ensure_world
 
         dataroot, version = str(out / "world"), args.version or WORLD_VERSION
-        ensure_world(Path(dataroot), seed=0, quick=False)
-    study = Study(out, args.config, dataroot, version, tuple(args.seeds), args.set)
+        scenes = args.world_scenes or (40 if args.grid == "efficiency" else 0)
+        ensure_world(Path(dataroot), seed=0, quick=False, scenes=scenes or None)
+    study = Study(out, args.config, dataroot, version, tuple(args.seeds), args.set, args.pretrain_set,
+                  args.finetune_set, pretrain_seed=args.pretrain_seed)
+    md = f"## {grid.title}\n\nCommand: `calico {' '.join(sys.argv[1:])}` (folder {out})\n\n"
+    if args.tune:
+        run_jobs(study.plan(grid, tune=True), args.jobs, out / "logs", args.threads)
+        tuned = study.tuned(grid)
+        study.method_over = {m: t["sets"] for m, t in tuned.items()}
+        (out / "tuning.json").write_text(json.dumps(tuned, indent=1, default=float))
+        md += tuning_table(grid, tuned) + "\n\n"
     results = study.run(grid, parallel=args.jobs, threads=args.threads)
-    md = f"## {grid.title}\n\nCommand: `calico study --grid {args.grid} ...` (folder {out})\n\n" + table(grid, results)
+    md += table(grid, results, per_class=True)
+    if any(METHODS[m].stages for m in grid.methods):
+        md += "\n\n" + probe_table(study, grid)
+    if any(METHODS[m].stages for m in grid.methods):
+        md += ("\n\nPaired difference to the random init of the same modality (same fine-tuning seed: data order, "
+               "head initialisation, augmentation), mean [95 % t-interval over seeds], points of %; "
+               "* = interval above zero:\n\n" + paired_table(grid, results))
     (out / f"{args.grid}.md").write_text(md + "\n")
     (out / f"{args.grid}.json").write_text(json.dumps(
         {m: {str(f): r for f, r in fr.items()} for m, fr in results.items()}, indent=1))
     if grid.task == "det" and len(grid.fractions) > 1:
         from calico.report import plot_label_efficiency
 
-        plot_label_efficiency(grid, results, out / f"{args.grid}_label_efficiency.png")
+        plot_label_efficiency(grid, results, out / f"{args.grid}_label_efficiency.png", metric="mAP")
     print(md)
     return 0

@@ -115,6 +115,23 @@ def test_weight_decay_groups():
     assert decays[id(model.det_head.weight)] == 0.2 and decays[id(model.det_head.bias)] == 0.0
 
 
+@pytest.mark.parametrize("schedule", ["cyclic", "onecycle", "constant"])
+def test_lr_multiplier_groups_follow_the_schedule_scaled(schedule):
+    slow, fast = torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2, 2))
+    bias = torch.nn.Parameter(torch.zeros(2))
+    s = TrainSettings(lr=1e-3, schedule=schedule, weight_decay=0.1)
+    opt = build_optimizer([slow, fast, bias], s, lr_mult={id(slow): 0.1})
+    groups = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert groups[id(slow)]["weight_decay"] == 0.1 and groups[id(bias)]["weight_decay"] == 0.0
+    assert groups[id(fast)]["lr_mult"] == 1.0 and groups[id(slow)]["lr_mult"] == 0.1
+    sched = build_scheduler(opt, s, total_steps=50)
+    for _ in range(50):
+        assert groups[id(slow)]["lr"] == pytest.approx(0.1 * groups[id(fast)]["lr"], rel=1e-9)
+        assert groups[id(bias)]["lr"] == groups[id(fast)]["lr"]
+        opt.step()
+        sched.step()
+
+
 def test_load_init_parts_and_model(tmp_path, capsys):
     src = ToyModel()
     torch.save({"parts": {"lidar_backbone": src.lidar_backbone.state_dict(),

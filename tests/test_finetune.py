@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from engine_toy import ToyData, ToyModel, collate
 from torch import nn
@@ -65,10 +66,8 @@ def test_finetune_with_init_and_resume(tmp_path):
         if event == "step_start" and trainer.global_step == 7:
             raise Stop
 
-    try:
+    with pytest.raises(Stop):  # the kill must happen, else the comparison below would be trivial
         _run(tmp_path, "b", init=str(tmp_path / "prc.pt"), hooks=[kill])
-    except Stop:
-        pass
     resumed, _ = _run(tmp_path, "b", init=str(tmp_path / "prc.pt"), resume=True)
     for k, v in model.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
@@ -83,3 +82,15 @@ def test_finetune_cli_errors(tmp_path, capsys):
     rc = main(["finetune", "--config", "cpu", "--dataroot", str(tmp_path), "--out", str(tmp_path / "r"),
                "--set", "finetune.nope=1"])
     assert rc == 1 and "unknown config key" in capsys.readouterr().err
+
+
+def test_pretrained_parts_get_their_lr_multiplier():
+    from calico.config import get_config
+    from calico.finetune.train import pretrained_lr_mult
+    from calico.models import build_model
+
+    cfg = get_config("cpu", ["model.modality=L"])
+    model = build_model(cfg.model, cfg.data)
+    mult = pretrained_lr_mult(model, {"lidar_backbone"}, 0.1)
+    assert set(mult) == {id(p) for p in model.lidar_backbone.parameters()} and set(mult.values()) == {0.1}
+    assert pretrained_lr_mult(model, {"lidar_backbone"}, 1.0) == {}

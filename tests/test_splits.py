@@ -11,7 +11,9 @@ from calico.data.splits import (
     NUSCENES_FRACTIONS_FILE,
     fraction_of,
     fraction_scenes,
+    holdout_parts,
     official_split_scenes,
+    split_scene_names,
 )
 
 
@@ -38,3 +40,22 @@ def test_versioned_nuscenes_file_matches_construction():
         assert set(names) <= set(train)
     assert fraction_of(train, 0.05) == set(table["fractions"]["5"])
     assert not set(table["fractions"]["50"]) & set(official_split_scenes("val"))
+
+
+def test_holdout_parts_never_hold_a_small_fraction(tmp_path):
+    names = [f"scene-{i:04d}" for i in range(30)]
+    fit, held = holdout_parts(names)
+    assert len(held) == 6 and set(fit) | set(held) == set(names) and not set(fit) & set(held)
+    for f in (0.02, 0.05, 0.1, 0.2, 0.5):  # label fractions of train and of train:fit stay inside fit
+        assert fraction_of(names, f) <= set(fit)
+        assert fraction_of(fit, f) <= set(fit)
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "splits.json").write_text(json.dumps({"train": names, "val": ["x"]}))
+    assert split_scene_names(str(tmp_path), "v", "train:holdout") == held
+    assert split_scene_names(str(tmp_path), "v", "train:fit") == fit
+    from calico.data.errors import DataError
+
+    with pytest.raises(DataError, match="':fit' or ':holdout'"):
+        split_scene_names(str(tmp_path), "v", "train:other")
+    with pytest.raises(DataError, match="at least 2 scenes"):
+        split_scene_names(str(tmp_path), "v", "val:fit")

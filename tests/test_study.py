@@ -67,3 +67,69 @@ def test_unknown_method_is_a_clear_error():
                               version="v", config="cpu", seeds=[0], set=[])
     with pytest.raises(CalicoError, match="unknown method"):
         study.run(args)
+
+
+def test_paired_table_pairs_by_seed_and_flags_intervals_above_zero():
+    grid = Grid("t", ("rand_l", "prc"), (0.05,))
+    results = {"rand_l": {0.05: [{"seed": 0, "mAP": 0.30}, {"seed": 1, "mAP": 0.30}, {"seed": 2, "mAP": 0.31}]},
+               "prc": {0.05: [{"seed": 2, "mAP": 0.35}, {"seed": 0, "mAP": 0.35}, {"seed": 1, "mAP": 0.36}]}}
+    md = study.paired_table(grid, results, metrics=("mAP",))
+    row = [line for line in md.splitlines() if "PRC" in line][0]
+    # per seed +5, +6, +4 -> mean +5.0, sd 1.0, t(0.975, 2) 4.303 -> [+2.5, +7.5]
+    assert row == "| 5% | PRC | Rand. Init. | 3 | +5.0 [+2.5, +7.5] * |"
+    assert study.baseline_of("calico", ("rand_l", "rand_lc", "calico")) == "rand_lc"
+
+
+def test_tuning_uses_train_holdout_and_shared_pretraining(tmp_path, monkeypatch):
+    calls: list[list[str]] = []
+    scores = iter([0.2, 0.4, 0.5, 0.1])
+
+    def fake_call(argv):
+        calls.append(argv)
+        if argv[0] == "evaluate":
+            out = tmp_path / argv[argv.index("--out") + 1]
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").write_text(json.dumps({"NDS": 0.5, "mAP": next(scores, 0.3)}))
+
+    monkeypatch.setattr(study, "_call", fake_call)
+    monkeypatch.chdir(tmp_path)
+    s = Study("st", "cpu", "D", "v", (0, 1), [], pretrain_seed=0)
+    grid = Grid("g", ("rand_l", "prc"), (0.05, 0.2))
+    study.run_jobs(s.plan(grid, tune=True))
+    ft = [c for c in calls if c[0] == "finetune"]
+    ev = [c for c in calls if c[0] == "evaluate"]
+    assert len(ft) == 4 and all("finetune.train_split=train:fit" in c and c[c.index("--fraction") + 1] == "0.05"
+                                for c in ft)
+    assert all(c[c.index("--split") + 1] == "train:holdout" for c in ev)
+    tuned = s.tuned(grid)
+    assert tuned["rand_l"]["sets"] == list(study.TUNE_CANDIDATES["random"][1])
+    assert tuned["prc"]["sets"] == list(study.TUNE_CANDIDATES["pretrained"][0])
+    s.method_over = {m: t["sets"] for m, t in tuned.items()}
+    calls.clear()
+    s.run(grid)
+    pre = [c for c in calls if c[0] == "pretrain"]
+    assert pre == []  # the one shared pre-training (seed 0) ran during tuning
+    ft = [c for c in calls if c[0] == "finetune" and "prc" in c[c.index("--out") + 1]]
+    assert len(ft) == 4 and all(c[c.index("--init") + 1].endswith("prc-s0/last.pt") for c in ft)
+    assert all(study.TUNE_CANDIDATES["pretrained"][0][0] in c for c in ft)
+    assert all(c[c.index("--split") + 1] == "val" for c in calls if c[0] == "evaluate")
+
+
+def test_probe_table_probes_each_pretraining_once_and_caches(tmp_path, monkeypatch):
+    import calico.eval.probe as probe
+
+    calls = []
+
+    def fake_probe(cfg, ckpts, seed=0, **kw):
+        calls.append(list(ckpts))
+        return {c: {"balanced_accuracy": 0.4 + 0.1 * (c != "random"),
+                    "recall": {"background": 0.5, "car": 0.5, "pedestrian": None, "other": 0.1}} for c in ckpts}
+
+    monkeypatch.setattr(probe, "run_probe", fake_probe)
+    s = Study(tmp_path, "cpu", "D", "v", (0, 1), [], pretrain_seed=0)
+    md = study.probe_table(s, Grid("g", ("rand_l", "prc", "calico"), (0.05,)))
+    assert calls == [["random", str(tmp_path / "pretrain" / "prc-s0" / "last.pt"),
+                      str(tmp_path / "pretrain" / "prc+rad-s0" / "last.pt")]]
+    assert "| Rand. Init. | 0.400 | 0.50 / 0.50 / – / 0.10 |" in md and "| prc + rad | 0.500 |" in md
+    study.probe_table(s, Grid("g", ("rand_l", "prc"), (0.05,)))
+    assert len(calls) == 1  # cached in probe.json

@@ -52,8 +52,35 @@ def official_split_scenes(split: str) -> list[str] | None:
     return create_splits_scenes().get(split)
 
 
+HOLDOUT_SHARE = 0.2  # of a split's scenes, for "<split>:holdout"
+
+
+def holdout_parts(scene_names: list[str], salt: str = SPLIT_SALT) -> tuple[list[str], list[str]]:
+    """``(fit, holdout)`` scenes: the last ``HOLDOUT_SHARE`` of ``scene_order`` (at least one scene) are held
+    out. Label fractions are prefixes of the same order, so every fraction below 1 - HOLDOUT_SHARE of the
+    split lies inside ``fit``: tuning on ``holdout`` never sees a labeled frame it trained on."""
+    order = scene_order(scene_names, salt)
+    if len(order) < 2:
+        raise ValueError(f"a held-out part needs at least 2 scenes, the split has {len(order)}")
+    n = max(1, round(HOLDOUT_SHARE * len(order)))
+    return order[:-n], order[-n:]
+
+
 def split_scene_names(dataroot: str, version: str, split: str) -> list[str]:
-    """Scenes of ``split``: the dataset's own ``<version>/splits.json`` first, then official nuScenes names."""
+    """Scenes of ``split``: the dataset's own ``<version>/splits.json`` first, then official nuScenes names.
+
+    ``<split>:fit`` and ``<split>:holdout`` are the two parts of ``holdout_parts`` (hyper-parameter tuning on
+    train data only: fit on ``train:fit``, score on ``train:holdout``).
+    """
+    base, _, part = split.partition(":")
+    if part:
+        if part not in ("fit", "holdout"):
+            raise DataError(f"unknown split {split!r}: a ':' suffix must be ':fit' or ':holdout'")
+        try:
+            fit, held = holdout_parts(split_scene_names(dataroot, version, base))
+        except ValueError as exc:
+            raise DataError(f"split {split!r}: {exc}") from exc
+        return fit if part == "fit" else held
     custom = Path(dataroot) / version / "splits.json"
     if custom.exists():
         try:

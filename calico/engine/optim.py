@@ -48,16 +48,25 @@ class TrainSettings:
         return settings
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], s: TrainSettings) -> torch.optim.AdamW:
-    """AdamW over the trainable ``params``; norms and biases are not decayed (as BEVFusion/mmdet3d)."""
+def build_optimizer(params: Iterable[torch.nn.Parameter], s: TrainSettings,
+                    lr_mult: dict[int, float] | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable ``params``; norms and biases are not decayed (as BEVFusion/mmdet3d).
+
+    ``lr_mult`` maps ``id(param)`` to a multiplier of ``s.lr`` (default 1): each distinct multiplier gets
+    its own groups, whose ``lr_mult`` the schedules scale by (pre-trained parts at a lower lr).
+    """
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: every parameter is frozen")
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": s.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    lr_mult = lr_mult or {}
+    groups = []
+    for mult in sorted({float(lr_mult.get(id(p), 1.0)) for p in params}, reverse=True):
+        mine = [p for p in params if float(lr_mult.get(id(p), 1.0)) == mult]
+        for decayed in (True, False):
+            group = [p for p in mine if (p.ndim > 1) == decayed]
+            if group:
+                groups.append({"params": group, "weight_decay": s.weight_decay if decayed else 0.0,
+                               "lr": s.lr * mult, "lr_mult": mult})
     return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.999))
 
 
@@ -73,15 +82,16 @@ def build_scheduler(opt: torch.optim.Optimizer, s: TrainSettings, total_steps: i
     * ``constant``: ``lr`` throughout (tests, debugging).
     """
     total_steps = max(1, int(total_steps))
+    mults = [g.get("lr_mult", 1.0) for g in opt.param_groups]  # every group follows the schedule, scaled
     if s.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     if s.schedule == "cyclic":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=10 * s.lr, total_steps=total_steps, pct_start=0.4, anneal_strategy="cos",
+            opt, max_lr=[10 * s.lr * m for m in mults], total_steps=total_steps, pct_start=0.4, anneal_strategy="cos",
             div_factor=10.0, final_div_factor=1e4, cycle_momentum=True,  # start lr, end 1e-4 lr
             base_momentum=0.9 * 0.85 / 0.95, max_momentum=0.9)
     if s.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=s.lr, total_steps=total_steps, pct_start=0.3, anneal_strategy="cos",
+            opt, max_lr=[s.lr * m for m in mults], total_steps=total_steps, pct_start=0.3, anneal_strategy="cos",
             div_factor=25.0, final_div_factor=1e4, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95)
     raise ValueError(f"unknown schedule {s.schedule!r}; use one of {SCHEDULES}")

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from calico.cli import CalicoError
+from calico.data.batch import move_to
 from calico.engine import dist
 from calico.engine.checkpoint import (
     FORMAT,
@@ -50,17 +51,6 @@ def step_generator(seed: int, global_step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def move_to(obj: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``; other values pass through."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: move_to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device) for v in obj)
-    return obj
-
-
 def _worker_init(_: int) -> None:
     # DataLoader seeds python/torch in workers from its generator; numpy needs the same treatment.
     np.random.seed(torch.initial_seed() % 2**32)
@@ -73,12 +63,14 @@ class Trainer:
     called on rank 0 at every checkpoint, its dict is stored beside the training state (e.g.
     ``{"parts": ...}`` or ``{"model": ...}``). ``hooks``: ``hook(event, trainer)`` with event in
     ``step_start``, ``step_end``, ``epoch_end``. ``resume``: continue from ``run_dir/last.pt``.
+    ``lr_mult``: ``{id(param): multiplier of the lr}`` (``calico.engine.optim.build_optimizer``).
     """
 
     def __init__(self, settings: TrainSettings | Any, run_dir: str | Path, module: nn.Module, dataset,
                  collate_fn: Callable | None = None, seed: int = 0, params: Iterable[nn.Parameter] | None = None,
                  extra_state: Callable[[], dict[str, Any]] | None = None, hooks: list[Hook] | None = None,
-                 resume: bool = False, find_unused: bool | None = None, shuffle: bool = True):
+                 resume: bool = False, find_unused: bool | None = None, shuffle: bool = True,
+                 lr_mult: dict[int, float] | None = None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"Trainer needs an nn.Module with forward(batch, generator); got {type(module)}")
         self.s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_section(settings)
@@ -105,7 +97,7 @@ class Trainer:
         self.amp = bool(self.s.amp and cuda)
         self.amp_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.optimizer = build_optimizer(self.params, self.s)
+        self.optimizer = build_optimizer(self.params, self.s, lr_mult)
         self.scheduler = build_scheduler(self.optimizer, self.s, self.total_steps)
 
         if self.world > 1:
@@ -172,6 +164,8 @@ class Trainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         self.sampler.set_position(epoch, self.step_in_epoch * self.s.batch_size)
+        if hasattr(getattr(self.dataset, "transform", None), "set_epoch"):  # per-epoch augmentation draws
+            self.dataset.transform.set_epoch(epoch)
         # An explicit generator keeps DataLoader from drawing worker seeds from the global torch RNG
         # (which would make the run depend on when iterators are created, and break exact resume).
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))

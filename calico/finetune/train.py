@@ -16,8 +16,8 @@ from calico.engine.trainer import Hook
 class SupervisedStep(nn.Module):
     """The engine's step module for fine-tuning: ``model(batch)`` then ``model.loss(out, batch)``.
 
-    The step generator is not used: fine-tuning has no stochastic augmentation yet (a future one must draw
-    from ``generator`` to keep exact resume).
+    The step generator is not used: fine-tuning's augmentation (``calico.data.augment``) runs in the dataset's
+    ``transform``, drawing from a per-(seed, epoch, sample) generator, which keeps exact resume.
     """
 
     def __init__(self, model: nn.Module):
@@ -26,6 +26,15 @@ class SupervisedStep(nn.Module):
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         return self.model.loss(self.model(batch), batch)
+
+
+def pretrained_lr_mult(model: nn.Module, parts: set[str], mult: float) -> dict[int, float]:
+    """``{id(param): mult}`` for the parameters of the named (pre-trained) ``parts``; empty when mult is 1."""
+    if mult == 1.0 or not parts:
+        return {}
+    if dist.is_main():
+        print(f"pre-trained parts {sorted(parts)} train at {mult} x the lr")
+    return {id(p): mult for name in sorted(parts) for p in getattr(model, name).parameters()}
 
 
 def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None = None, resume: bool = False,
@@ -50,10 +59,22 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
 
         dataset = NuScenesDataset(cfg, split=ft.train_split, fraction=ft.fraction, with_regions=False)
         collate_fn = collate_fn or collate
+    if cfg.augment.enabled and getattr(dataset, "transform", False) is None:  # training set only, never evaluation
+        from calico.data.augment import Augmenter, GTDatabase, paste_enabled
+
+        paste_db = None
+        if paste_enabled(cfg) and hasattr(dataset, "records"):  # the labeled fraction's objects only
+            paste_db = GTDatabase.from_dataset(dataset)
+        dataset.transform = Augmenter(cfg, cfg.seed, paste_db)
     run_dir = Path(run_dir)
-    if init and not (resume and (run_dir / "last.pt").is_file()):  # a resumed run's weights come from last.pt
-        for path in [init] if isinstance(init, str) else init:
-            load_init(model, path, verbose=dist.is_main(), partial=init_partial)
+    # The parts --init fills get their own lr. A resumed run loads --init too, to rebuild the same optimiser
+    # groups; the trainer then overwrites every weight from last.pt.
+    resumed = resume and (run_dir / "last.pt").is_file()
+    loaded: set[str] = set()
+    for path in ([init] if isinstance(init, str) else init) if init else []:
+        report = load_init(model, path, verbose=dist.is_main() and not resumed, partial=init_partial)
+        loaded |= {name for name, part in report.parts.items() if part.loaded > 0 and name != "(other)"}
+    lr_mult = pretrained_lr_mult(model, loaded, ft.pretrained_lr_mult)
     if dist.is_main():
         print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
@@ -61,7 +82,7 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     trainer = Trainer(settings, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
                       extra_state=lambda: {"model": model.state_dict(), "kind": "finetune",
                                            "config": cfg.to_dict()},
-                      hooks=hooks, resume=resume)
+                      hooks=hooks, resume=resume, lr_mult=lr_mult)
     summary = trainer.fit()
     if evaluate and dist.is_main():
         from calico.engine.runsetup import try_evaluation

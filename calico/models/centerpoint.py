@@ -97,7 +97,9 @@ class CenterHead(nn.Module):
         for cls in self.task_classes:
             heads = nn.ModuleDict()
             for name, ch in (("heatmap", len(cls)),) + REG_HEADS:
-                heads[name] = nn.Sequential(conv_bn_relu(hc, hc), nn.Conv2d(hc, ch, 3, padding=1))
+                # mmdet3d SeparateHead(num_conv=head_convs + 1): hidden 3x3 conv-BN-ReLU layers, then the output conv
+                hidden = [conv_bn_relu(hc, hc) for _ in range(cfg.head_convs)]
+                heads[name] = nn.Sequential(*hidden, nn.Conv2d(hc, ch, 3, padding=1))
             nn.init.constant_(heads["heatmap"][-1].bias, -2.19)  # prior 0.1 on every cell
             self.tasks.append(heads)
 
