@@ -9,7 +9,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from calico.config import get_config
+from calico.config import get_config, validate_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,11 @@ def _config(args: argparse.Namespace):
     if args.cache_dir:
         cfg.data.cache_dir = args.cache_dir
     cfg.data.load_images = False
+    try:
+        validate_config(cfg)
+    except ValueError as exc:
+        flag = "--sweeps" if args.sweeps is not None and "data.sweeps" in str(exc) else "config"
+        raise CalicoError(f"{flag}: {exc}") from exc
     return cfg
 
 
@@ -68,12 +73,24 @@ def _init_worker(cfg) -> None:
 
 
 def _pool_one(i: int) -> int:
-    from calico.pooling.cache import save_regions
+    from calico.pooling.cache import cache_settings, regions_dir, save_regions
     from calico.pooling.core import semantic_pooling
 
     pts = _DS.load_points(i)
-    save_regions(_DS.cache, _DS.records[i]["token"], semantic_pooling(pts, _DS.cfg.pooling))
+    folder = regions_dir(_DS.cache, cache_settings(_DS.cfg))
+    save_regions(folder, _DS.records[i]["token"], semantic_pooling(pts, _DS.cfg.pooling))
     return len(pts)
+
+
+def _check_one(i: int) -> tuple[int, str | None]:
+    """Validate a cached file (readable, one id per loader point); (i, None) when good or absent."""
+    from calico.pooling.cache import cache_settings, check_file, has_regions, regions_dir
+
+    folder = regions_dir(_DS.cache, cache_settings(_DS.cfg))
+    token = _DS.records[i]["token"]
+    if not has_regions(folder, token):
+        return i, "missing"
+    return i, check_file(folder, token, len(_DS.load_points(i)))
 
 
 def _eval_one(i: int) -> dict:
@@ -134,6 +151,7 @@ def _map(fn, indices, cfg, workers: int, desc: str):
 
 def run(args: argparse.Namespace) -> int:
     from calico.data.dataset import NuScenesDataset
+    from calico.data.paths import check_writable
     from calico.pooling import cache
 
     cfg = _config(args)
@@ -157,10 +175,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(summary, f"calico pool --evaluate ({args.dataroot}, sweeps={cfg.data.sweeps})"))
         print(f"pooling time {ms:.1f} ms/frame")
         return 0
-    cache.open_cache(ds.cache, cfg.pooling, cfg.data.sweeps)
-    todo = [i for i in indices if not cache.has_regions(ds.cache, ds.records[i]["token"])]
-    print(f"calico pool: {len(indices) - len(todo)} of {len(indices)} samples already cached in "
-          f"{cache.regions_dir(ds.cache)}")
+    folder = check_writable(cache.open_cache(ds.cache, cache.cache_settings(cfg)))
+    cached = [i for i in indices if cache.has_regions(folder, ds.records[i]["token"])]
+    invalid = [(i, why) for i, why in _map(_check_one, cached, cfg, args.workers, "check") if why] if cached else []
+    todo = sorted({i for i in indices if i not in set(cached)} | {i for i, _ in invalid})
+    print(f"calico pool: {len(indices) - len(todo)} of {len(indices)} samples already cached in {folder}")
+    if invalid:
+        i, why = min(invalid)
+        print(f"calico pool: {len(invalid)} cached file(s) invalid, recomputing them "
+              f"(first: {folder / (ds.records[i]['token'] + '.npy')}: {why})")
     for _ in _map(_pool_one, todo, cfg, args.workers, "pool"):
         pass
     return 0

@@ -68,8 +68,9 @@ def make_evaluator(model: Any, cfg: Any, split: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from calico.robustness import plots, suite
+    from calico.utils.runinfo import writable_dir
 
-    out = Path(args.out)
+    out = writable_dir(args.out)
     if args.plot:
         try:
             results = plots.load_results(args.plot)
