@@ -12,6 +12,7 @@ import torch
 from calico.cli import CalicoError
 from calico.config import Config, get_config
 from calico.engine import dist
+from calico.utils.cliargs import add_set_argument
 from calico.utils.runinfo import make_run_dir, seed_everything
 
 
@@ -24,8 +25,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint(s) to initialise named model parts from (later files win)")
     parser.add_argument("--init-partial", action="store_true",
                         help="accept an --init checkpoint of which nothing (or no tensor of a part) matches")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config overrides, e.g. finetune.weight_decay=0.2")
+    add_set_argument(parser)
     parser.add_argument("--seed", type=int, help="overrides the config's seed")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
     parser.add_argument("--max-steps", type=int, help="stop after N optimiser steps (smoke runs)")

@@ -11,6 +11,7 @@ import torch
 
 from calico.cli import CalicoError
 from calico.config import Config, apply_overrides, config_from_dict, get_config, validate_config
+from calico.utils.cliargs import add_set_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="config preset or config.json (default: the checkpoint's 'config' or the run's "
                              "config.json next to the checkpoint)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. data.num_workers=0 (repeatable)")
+    add_set_argument(parser, dest="overrides")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")

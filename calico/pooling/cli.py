@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from calico.config import get_config, validate_config
+from calico.utils.cliargs import add_set_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="v1.0-trainval")
     parser.add_argument("--sweeps", type=int, default=None, help="sweeps aggregated (default: the preset's)")
     parser.add_argument("--config", default="paper", help="preset name or config.json")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. pooling.eps=0.5")
+    add_set_argument(parser)
     parser.add_argument("--cache-dir", default="", help="where regions are cached (default: calico.data.paths)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--shard", default="0/1", help="i/n: process samples with index %% n == i")
