@@ -373,3 +373,20 @@ def test_fusion_model_runs_with_a_missing_camera():
         out = model(batch)
         dets = model.decode(out)
     assert torch.isfinite(out["fused"]).all() and len(dets) == batch["images"].shape[0]
+
+
+def test_points_in_boxes_matches_a_brute_force_test():
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.uniform(-30, 30, (5000, 3)), np.zeros((5000, 2))], 1).astype(np.float32)
+    pts[:, 2] = rng.uniform(-2, 1, 5000)
+    boxes = np.concatenate([rng.uniform(-25, 25, (30, 2)), np.full((30, 1), -0.5), rng.uniform(0.5, 6, (30, 3)),
+                            rng.uniform(-np.pi, np.pi, (30, 1)), np.zeros((30, 2))], 1)
+    got = R.points_in_boxes(pts, boxes)
+    want = np.full(len(pts), -1)
+    for b, (x, y, z, w, length, h, yaw) in enumerate(boxes[:, :7]):
+        d = pts[:, :3].astype(np.float64) - [x, y, z]
+        a, c = d[:, 0] * np.cos(yaw) + d[:, 1] * np.sin(yaw), -d[:, 0] * np.sin(yaw) + d[:, 1] * np.cos(yaw)
+        m = (np.abs(a) <= length / 2) & (np.abs(c) <= w / 2) & (np.abs(d[:, 2]) <= h / 2) & (want < 0)
+        want[m] = b
+    assert (got >= 0).sum() > 100
+    assert (got != want).sum() <= 2  # float32 vs float64 on the faces

@@ -87,9 +87,17 @@ def _sev(severity: int) -> int:
     return severity
 
 
-def _sweeps(points: np.ndarray) -> list[np.ndarray]:
-    """Row indices of each sweep (rows sharing one dt), keyframe first."""
-    values, inverse = np.unique(points[:, 4], return_inverse=True)
+def _sweeps(points: np.ndarray) -> list[np.ndarray | slice]:
+    """Rows of each sweep (rows sharing one dt): slices when each sweep is one contiguous block (the loader's
+    layout), else index arrays in increasing dt."""
+    dt = points[:, 4]
+    if not len(dt):
+        return []
+    starts = np.concatenate([[0], np.flatnonzero(dt[1:] != dt[:-1]) + 1])
+    if len(np.unique(dt[starts])) == len(starts):
+        ends = np.concatenate([starts[1:], [len(dt)]])
+        return [slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+    values, inverse = np.unique(dt, return_inverse=True)
     return [np.nonzero(inverse == k)[0] for k in range(len(values))]
 
 
@@ -112,23 +120,26 @@ def points_reducing(pts: np.ndarray, severity: int, rng: np.random.Generator, ri
 def lidar_motion_blur(pts: np.ndarray, severity: int, rng: np.random.Generator, ring: np.ndarray,
                       layout: robo3d.BeamLayout) -> np.ndarray:
     s = LIDAR_MOTION_BLUR[severity]["trans_std"]
-    shift, jit = rng.standard_normal(3), rng.standard_normal((len(pts), 3))
+    shift, jit = rng.standard_normal(3), rng.standard_normal((len(pts), 3), dtype=np.float32)
+    jit *= (s * np.asarray(LIDAR_MOTION_JITTER)).astype(np.float32)
+    np.clip(jit, -3 * s, 3 * s, out=jit)
+    jit += (shift * s).astype(np.float32)
     out = pts.copy()
-    out[:, :3] += (shift * s + np.clip(jit * s * np.asarray(LIDAR_MOTION_JITTER), -3 * s, 3 * s)).astype(np.float32)
+    out[:, :3] += jit
     return out
 
 
 def lidar_fog(pts: np.ndarray, severity: int, rng: np.random.Generator, ring: np.ndarray,
               layout: robo3d.BeamLayout) -> np.ndarray:
     p = LIDAR_FOG[severity]
-    return robo3d.simulate_fog(pts, p["alpha"], p["beta"], rng.random(len(pts)))
+    return robo3d.simulate_fog(pts, p["alpha"], p["beta"], rng.random(len(pts), dtype=np.float32))
 
 
 def lidar_snow(pts: np.ndarray, severity: int, rng: np.random.Generator, ring: np.ndarray,
                layout: robo3d.BeamLayout) -> np.ndarray:
     p = LIDAR_SNOW[severity]
-    return robo3d.simulate_snow(pts, p["snowfall_rate"], p["terminal_velocity"], rng.random(len(pts)),
-                                rng.random(len(pts)))
+    return robo3d.simulate_snow(pts, p["snowfall_rate"], p["terminal_velocity"], rng.random(len(pts), dtype=np.float32),
+                                rng.random(len(pts), dtype=np.float32))
 
 
 def misalignment_matrix(rotation_deg: float) -> np.ndarray:
@@ -166,7 +177,7 @@ def corrupt_lidar(points: np.ndarray, name: str, severity: int, rng: np.random.G
         raise ValueError(f"unknown MultiCorrupt LiDAR corruption {name!r}; choose from {sorted(LIDAR_CORRUPTIONS)}")
     _sev(severity)
     pts = robo3d._check(np.asarray(points), severity)
-    rings = robo3d._rings(pts, ring, layout)
+    rings = robo3d._rings(pts, ring, layout) if name == "beams_reducing" else np.zeros(len(pts), np.int64)
     fn = LIDAR_CORRUPTIONS[name]
     parts = [fn(pts[idx], severity, rng, rings[idx], layout) for idx in _sweeps(pts)]
     return np.concatenate(parts).astype(np.float32) if parts else pts

@@ -138,11 +138,27 @@ def _check(points: np.ndarray, severity: int) -> np.ndarray:
     return points.astype(np.float32, copy=True)
 
 
-def _rings(points: np.ndarray, ring: np.ndarray | None, layout: BeamLayout) -> np.ndarray:
-    from calico.robustness.corruptions import ring_from_elevation
+def ring_of(points: np.ndarray, layout: BeamLayout = None) -> np.ndarray:  # type: ignore[assignment]
+    """Nearest of the layout's evenly spaced elevations (as :func:`~calico.robustness.corruptions.ring_from_elevation`)
+    without trigonometry per point: the ring boundaries (mid-elevations) are compared as slopes z / r_xy."""
+    layout = layout or HDL32E
+    elev = np.linspace(layout.elev_min_deg, layout.elev_max_deg, layout.num_beams)
+    bounds = np.tan(np.deg2rad((elev[1:] + elev[:-1]) / 2)).astype(np.float32)
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    rxy = np.sqrt(x * x + y * y)
+    slope = z / np.maximum(rxy, np.float32(1e-9))
+    return np.searchsorted(bounds, slope).astype(np.int64)
 
+
+def ranges(points: np.ndarray) -> np.ndarray:
+    """float32 distance of each point to the sensor."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    return np.sqrt(x * x + y * y + z * z)
+
+
+def _rings(points: np.ndarray, ring: np.ndarray | None, layout: BeamLayout) -> np.ndarray:
     if ring is None:
-        return ring_from_elevation(points, layout.num_beams, layout.elev_min_deg, layout.elev_max_deg)
+        return ring_of(points, layout)
     ring = np.asarray(ring).astype(np.int64)
     if ring.shape != (len(points),):
         raise ValueError(f"ring must have shape ({len(points)},), got {ring.shape}")
@@ -189,29 +205,34 @@ def fog(points: np.ndarray, severity: int, rng: np.random.Generator, **_: object
     """
     pts = _check(points, severity)
     alpha = FOG_ALPHAS[int(rng.integers(len(FOG_ALPHAS)))]
-    return simulate_fog(pts, alpha, FOG[severity]["beta"], rng.random(len(pts)))
+    return simulate_fog(pts, alpha, FOG[severity]["beta"], rng.random(len(pts), dtype=np.float32))
 
 
 def simulate_fog(pts: np.ndarray, alpha: float, beta: float, u_noise: np.ndarray) -> np.ndarray:
     """The fog model at attenuation ``alpha`` and back-scatter ``beta``; ``u_noise`` one U(0, 1) per point."""
     if not len(pts):
         return pts.astype(np.float32, copy=True)
-    k = _to_255(pts)
+    k = np.float32(_to_255(pts))
     s = FOG_SENSOR
     beta_0 = s["gamma"] / np.pi
-    r0 = np.linalg.norm(pts[:, :3].astype(np.float64), axis=1)
-    inten = pts[:, 3].astype(np.float64) * k
-    hard = np.round(np.exp(-2 * alpha * r0) * inten)
+    r0 = ranges(pts)
+    inten = pts[:, 3] * k
+    hard = np.round(np.exp(np.float32(-2 * alpha) * r0) * inten) if alpha else np.round(inten)
     x, dist, integral = fog_lookup(float(alpha))
-    key = np.minimum(np.round(r0, 1), s["r_max"])
-    idx = np.clip(np.searchsorted(x, key, side="right") - 1, 0, len(x) - 1)
-    response = integral[idx] * inten * r0 ** 2 * beta / beta_0
+    # the table's key: r0 rounded to 0.1 m, capped at 200 m; the grid point is the last x <= key
+    key = np.minimum(np.round(r0, 1), np.float32(s["r_max"]))
+    idx = np.minimum((key * np.float32((s["n_grid"] - 1) / s["r_max"]) + np.float32(1e-4)).astype(np.int64),
+                     s["n_grid"] - 1)
+    response = integral[idx].astype(np.float32) * inten * r0 * r0 * np.float32(beta / beta_0)
     is_fog = response > hard
-    noisy = r0 - s["noise"] + 2 * s["noise"] * u_noise
-    scale = np.where(is_fog, dist[idx] / np.where(noisy == 0, 1e-9, noisy), 1.0)  # (dist / r0) * (r0 / noisy r0)
     out = pts.astype(np.float32, copy=True)
-    out[:, :3] = pts[:, :3] * scale[:, None].astype(np.float32)
-    out[:, 3] = (np.where(is_fog, response, hard) / k).astype(np.float32)
+    out[:, 3] = hard / k
+    if is_fog.any():
+        f = np.nonzero(is_fog)[0]
+        noisy = r0[f] - np.float32(s["noise"]) + np.float32(2 * s["noise"]) * u_noise[f].astype(np.float32)
+        scale = dist[idx[f]].astype(np.float32) / np.where(noisy == 0, np.float32(1e-9), noisy)  # (d / r0) (r0 / noisy)
+        out[f, :3] = pts[f, :3] * scale[:, None]
+        out[f, 3] = response[f] / k
     return out
 
 
@@ -257,13 +278,20 @@ def wet_ground(points: np.ndarray, severity: int, rng: np.random.Generator, **_:
     w, h = np.polyfit(dist, norm_i, 1)
     out_power = s["power_factor"] * (w * dist + h)
     # noise level: linear fit of the per-distance-bin minimum normalised intensity (bins with a minimum > 5)
+    # (the protocol's 50 x 2555 histogram2d over 10..70 m x [0, max] and the least-populated non-empty intensity
+    # bin per distance bin -- argpartition there, the first such bin here -- as one bincount)
     top = float(np.abs(norm_i.max())) or 1.0
-    hist, xe, ye = np.histogram2d(dist, norm_i, bins=(50, 2555), range=((10, 70), (0, top)))
+    n_d, n_i = 50, 2555
+    inside = (dist >= 10) & (dist <= 70) & (norm_i >= 0) & (norm_i <= top)
+    di = np.minimum(((dist[inside] - 10) / 60 * n_d).astype(np.int64), n_d - 1)
+    ii = np.minimum((norm_i[inside] / top * n_i).astype(np.int64), n_i - 1)
+    hist = np.bincount(di * n_i + ii, minlength=n_d * n_i).reshape(n_d, n_i)
     hist[hist == 0] = len(g)
-    ymin = ye[np.argmin(hist, axis=1)]
+    ymin = np.argmin(hist, axis=1) * (top / n_i)
+    centres = 10 + (np.arange(n_d) + 0.5) * (60 / n_d)
     ok = ymin > 5
     if ok.sum() > 3:
-        pw, ph = np.polyfit(((xe[:-1] + xe[1:]) / 2)[ok], ymin[ok], 1)
+        pw, ph = np.polyfit(centres[ok], ymin[ok], 1)
     else:
         pw, ph = w, h
     threshold = lvl["noise_floor"] * (pw * dist + ph)
@@ -317,7 +345,8 @@ def snow(points: np.ndarray, severity: int, rng: np.random.Generator, **_: objec
     """Snow (after Hahner et al. 2022): flakes near the sensor take the echo; returns behind them are attenuated."""
     pts = _check(points, severity)
     p = SNOW[severity]
-    return simulate_snow(pts, p["snowfall_rate"], p["terminal_velocity"], rng.random(len(pts)), rng.random(len(pts)))
+    return simulate_snow(pts, p["snowfall_rate"], p["terminal_velocity"], rng.random(len(pts), dtype=np.float32),
+                         rng.random(len(pts), dtype=np.float32))
 
 
 def simulate_snow(pts: np.ndarray, rate: float, v: float, u_hit: np.ndarray, u_pos: np.ndarray) -> np.ndarray:
@@ -326,11 +355,11 @@ def simulate_snow(pts: np.ndarray, rate: float, v: float, u_hit: np.ndarray, u_p
     if not len(pts):
         return out
     r_grid, u_grid, cum = _snow_table(float(rate), float(v))
-    r = np.linalg.norm(pts[:, :3].astype(np.float64), axis=1)
-    row = np.clip(np.searchsorted(r_grid, r), 0, len(r_grid) - 1)
-    p_hit = 1.0 - np.exp(-cum[row, -1])
+    r = ranges(pts)
+    row = np.minimum(np.searchsorted(r_grid.astype(np.float32), r), len(r_grid) - 1)
+    p_hit = (1.0 - np.exp(-cum[:, -1])).astype(np.float32)[row]
     hit = (u_hit < p_hit) & (r > SNOW_SENSOR["r_min"])
-    out[:, 3] *= np.exp(-2 * snow_physics(rate, v)["extinction"] * r).astype(np.float32)
+    out[:, 3] *= np.exp(np.float32(-2 * snow_physics(rate, v)["extinction"]) * r)
     if hit.any():
         target = -np.log1p(-u_pos[hit] * p_hit[hit])  # inverse CDF of the first hit along the beam
         rows = cum[row[hit]]
@@ -349,11 +378,12 @@ def motion_blur(points: np.ndarray, severity: int, rng: np.random.Generator, **_
     pts = _check(points, severity)
     sigma = MOTION_BLUR[severity]["trans_std"]
     shift = rng.standard_normal(3)
-    jit = rng.standard_normal((len(pts), 3))
-    out = pts.copy()
-    scale = sigma * np.asarray(MOTION_BLUR_JITTER)
-    out[:, :3] += (shift * sigma + np.clip(jit * scale, -3 * sigma, 3 * sigma)).astype(np.float32)
-    return out
+    jit = rng.standard_normal((len(pts), 3), dtype=np.float32)
+    jit *= (sigma * np.asarray(MOTION_BLUR_JITTER)).astype(np.float32)
+    np.clip(jit, -3 * sigma, 3 * sigma, out=jit)
+    jit += (shift * sigma).astype(np.float32)
+    pts[:, :3] += jit
+    return pts
 
 
 def beam_missing(points: np.ndarray, severity: int, rng: np.random.Generator, ring: np.ndarray | None = None,
@@ -370,26 +400,53 @@ def beam_missing(points: np.ndarray, severity: int, rng: np.random.Generator, ri
 def crosstalk(points: np.ndarray, severity: int, rng: np.random.Generator, **_: object) -> np.ndarray:
     """int(p N) points (no replacement) get N(0, 3^2) added to x, y, z and intensity (intensity in 0..255 units)."""
     pts = _check(points, severity)
-    order = rng.permutation(len(pts))
-    noise = rng.standard_normal((len(pts), 4)) * CROSSTALK_STD
-    idx = order[: int(CROSSTALK[severity]["percentage"] * len(pts))]
+    # one uniform per point ranks the points: the int(p N) lowest are hit, nested across levels
+    u = rng.random(len(pts), dtype=np.float32)
+    n_hit = int(CROSSTALK[severity]["percentage"] * len(pts))
+    n_max = int(max(v["percentage"] for v in CROSSTALK.values()) * len(pts))
+    cand = np.argpartition(u, n_max)[: n_max] if 0 < n_max < len(pts) else np.arange(len(pts))
+    cand = cand[np.argsort(u[cand], kind="stable")]
+    idx = cand[:n_hit]
+    noise = rng.standard_normal((n_max, 4)) * CROSSTALK_STD  # one noise row per rank
     k = _to_255(pts)
-    out = pts.copy()
-    out[idx, :3] += noise[idx, :3].astype(np.float32)
-    out[idx, 3] += (noise[idx, 3] / k).astype(np.float32)
-    return out
+    pts[idx, :3] += noise[:n_hit, :3].astype(np.float32)
+    pts[idx, 3] += (noise[:n_hit, 3] / k).astype(np.float32)
+    return pts
 
 
-def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(P,) index of the first box (x, y, z, w, l, h, yaw, ...) containing each point, -1 when none."""
+def points_in_boxes(points: np.ndarray, boxes: np.ndarray, cell: float = 4.0) -> np.ndarray:
+    """(P,) index of the first box (x, y, z, w, l, h, yaw, ...) containing each point, -1 when none.
+
+    Points are bucketed once on a ``cell``-metre BEV grid; each box tests only the buckets its bounding circle
+    touches."""
     inside = np.full(len(points), -1, dtype=np.int64)
+    if not len(points) or not len(boxes):
+        return inside
+    x, y = points[:, 0], points[:, 1]
+    x0, y0 = float(x.min()), float(y.min())
+    cx = ((x - x0) / cell).astype(np.int64)
+    cy = ((y - y0) / cell).astype(np.int64)
+    ncx = int(cx.max()) + 1
+    cid = cy * ncx + cx
+    order = np.argsort(cid, kind="stable")
+    sorted_cid = cid[order]
     for b in range(len(boxes)):
-        x, y, z, w, length, h, yaw = boxes[b, :7]
-        d = points[:, :3] - np.array([x, y, z], dtype=np.float32)
+        bx, by, bz, w, length, h, yaw = (float(v) for v in boxes[b, :7])
+        rad = 0.5 * np.hypot(w, length)
+        ix = np.arange(max(int((bx - rad - x0) // cell), 0), min(int((bx + rad - x0) // cell), ncx - 1) + 1)
+        iy = np.arange(max(int((by - rad - y0) // cell), 0), int((by + rad - y0) // cell) + 1)
+        if not len(ix) or not len(iy):
+            continue
+        cells = (iy[:, None] * ncx + ix[None, :]).ravel()
+        lo, hi = np.searchsorted(sorted_cid, cells), np.searchsorted(sorted_cid, cells, side="right")
+        cand = np.concatenate([order[a:e] for a, e in zip(lo, hi, strict=True)]) if len(cells) else order[:0]
+        if not len(cand):
+            continue
+        d = points[cand, :3] - np.array([bx, by, bz], dtype=np.float32)
         c, s = np.cos(yaw), np.sin(yaw)
         along, across = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
-        m = (np.abs(along) <= length / 2) & (np.abs(across) <= w / 2) & (np.abs(d[:, 2]) <= h / 2) & (inside < 0)
-        inside[m] = b
+        m = (np.abs(along) <= length / 2) & (np.abs(across) <= w / 2) & (np.abs(d[:, 2]) <= h / 2) & (inside[cand] < 0)
+        inside[cand[m]] = b
     return inside
 
 
@@ -401,9 +458,12 @@ def incomplete_echo(points: np.ndarray, severity: int, rng: np.random.Generator,
         raise ValueError("robo3d/incomplete_echo needs the sample's gt boxes and labels (boxes=, labels=)")
     from calico.config import CLASSES
 
-    u = rng.random(len(pts))
-    which = points_in_boxes(pts, np.asarray(boxes, dtype=np.float64))
-    cls = np.where(which >= 0, np.asarray(labels, dtype=np.int64)[np.maximum(which, 0)] if len(labels) else -1, -1)
+    u = rng.random(len(pts), dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(labels), -1) if len(labels) else np.zeros((0, 7))
+    vehicle = np.isin(labels, [CLASSES.index(c) for c in INCOMPLETE_ECHO_CLASSES if c in CLASSES])
+    which = points_in_boxes(pts, boxes[vehicle])
+    cls = np.where(which >= 0, labels[vehicle][np.maximum(which, 0)] if vehicle.any() else -1, -1)
     drop = np.zeros(len(pts), dtype=bool)
     ratio = INCOMPLETE_ECHO[severity]["drop_ratio"]
     for name in INCOMPLETE_ECHO_CLASSES:
@@ -445,9 +505,15 @@ def corrupt_robo3d(points: np.ndarray, name: str, severity: int, rng: np.random.
     pts = np.asarray(points)
     if not keyframe_only or pts.ndim != 2 or pts.shape[1] != 5:
         return fn(pts, severity, rng, ring=ring, boxes=boxes, labels=labels, layout=layout)
-    key = pts[:, 4] == 0
-    if key.all():
+    dt = pts[:, 4]
+    n_key = int(np.argmax(dt != 0)) if len(pts) and dt[0] == 0 else 0
+    if len(pts) and dt[0] == 0 and dt[n_key] == 0:  # every point is keyframe
         return fn(pts, severity, rng, ring=ring, boxes=boxes, labels=labels, layout=layout)
+    if n_key and not (dt[n_key:] == 0).any():  # the loader's layout: keyframe rows first (slices, no copies)
+        sub_ring = None if ring is None else np.asarray(ring)[:n_key]
+        out = fn(pts[:n_key], severity, rng, ring=sub_ring, boxes=boxes, labels=labels, layout=layout)
+        return np.concatenate([out, pts[n_key:]]).astype(np.float32, copy=False)
+    key = dt == 0
     sub_ring = None if ring is None else np.asarray(ring)[key]
     out = fn(pts[key], severity, rng, ring=sub_ring, boxes=boxes, labels=labels, layout=layout)
-    return np.concatenate([out, pts[~key].astype(np.float32)])
+    return np.concatenate([out, pts[~key]]).astype(np.float32, copy=False)

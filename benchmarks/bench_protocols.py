@@ -1,0 +1,80 @@
+"""Per-frame cost of the Robo3D and MultiCorrupt LiDAR corruptions on a 10-sweep cloud (one core).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_protocols.py [--dataroot ../shared/data/nuscenes-scene-0916]
+
+The cloud is the real nuScenes keyframe of the shared scene stacked 10 times with dt = 0, 0.05, .., 0.45 s
+(the scene ships without its sweep files; the point count is what a 10-sweep loader hands over). Three columns:
+Robo3D as the protocol corrupts (keyframe only, the default), Robo3D on every sweep (``keyframe_only=False``),
+MultiCorrupt (every sweep, as its converter does). Lookup tables (fog, snow) are built before timing; their
+one-off cost per process is printed separately. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from calico.robustness import multicorrupt, robo3d
+from calico.robustness.corruptions import corrupt
+
+
+def timed(fn, repeat: int) -> float:
+    fn(0)  # warm (caches, allocator)
+    t = time.perf_counter()
+    for k in range(repeat):
+        fn(k + 1)
+    return 1000 * (time.perf_counter() - t) / repeat
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataroot", default=str(Path(__file__).resolve().parents[2] / "shared/data/nuscenes-scene-0916"))
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--sweeps", type=int, default=10)
+    args = parser.parse_args()
+    files = sorted((Path(args.dataroot) / "samples" / "LIDAR_TOP").glob("*.pcd.bin"))
+    if not files:
+        print(f"no LiDAR files under {args.dataroot}", file=sys.stderr)
+        return 1
+    key = np.fromfile(files[0], dtype=np.float32).reshape(-1, 5).copy()
+    ring1 = key[:, 4].astype(np.int64)
+    key = key[np.linalg.norm(key[:, :3], axis=1) > 1.0]  # the loader's ego crop, roughly
+    ring1 = ring1[: len(key)] if len(ring1) == len(key) else robo3d._rings(key, None, robo3d.HDL32E)
+    parts = []
+    for s in range(args.sweeps):
+        p = key.copy()
+        p[:, 4] = 0.05 * s
+        parts.append(p)
+    cloud = np.concatenate(parts)
+    boxes = np.array([[10, 0, -1, 2, 4.5, 1.6, 0.3, 0, 0], [0, 15, -1, 2.5, 10, 3, 1.0, 0, 0]], np.float32)
+    labels = np.array([0, 1])
+    t = time.perf_counter()
+    for a in robo3d.FOG_ALPHAS:
+        robo3d.fog_lookup(a)
+    for s in robo3d.SEVERITIES:
+        robo3d._snow_table(robo3d.SNOW[s]["snowfall_rate"], robo3d.SNOW[s]["terminal_velocity"])
+    tables_ms = 1000 * (time.perf_counter() - t)
+    print(f"`OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_protocols.py` — {len(cloud)} points "
+          f"({args.sweeps} sweeps of {len(key)}), 1 thread, mean of {args.repeat} runs; one-off lookup tables "
+          f"(6 fog alphas, 3 snow levels): {tables_ms:.0f} ms\n")
+    print("| corruption (heavy) | Robo3D, keyframe only (ms) | Robo3D, every sweep (ms) |\n|---|---:|---:|")
+    for name in robo3d.ROBO3D_CORRUPTIONS:
+        cells = []
+        for kf in (True, False):
+            cells.append(timed(lambda k, n=name, kf=kf: corrupt(cloud, f"robo3d/{n}", 3, np.random.default_rng(k),
+                                                                  boxes=boxes, labels=labels, keyframe_only=kf),
+                               args.repeat))
+        print(f"| {name} | {cells[0]:.1f} | {cells[1]:.1f} |")
+    print("\n| MultiCorrupt LiDAR corruption (level 3) | every sweep (ms) |\n|---|---:|")
+    for name in multicorrupt.LIDAR_CORRUPTIONS:
+        ms = timed(lambda k, n=name: corrupt(cloud, f"multicorrupt/{n}", 3, np.random.default_rng(k)), args.repeat)
+        print(f"| {name} | {ms:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
