@@ -337,9 +337,11 @@ def protocol_tables(results: dict[str, Any], label: str = "") -> str:
                               "| -: | :-: | " + " | ".join(":-:" for _ in names) + " |",
                               f"| {label} | {100 * m['m' + what]:.2f} | " +
                               " | ".join(f"{100 * m[what][c]:.2f}" for c in names) + " |", ""]
-        lines += [f"per level ({k}):", "", "| corruption | " + " | ".join(f"s{s}" for s in (1, 2, 3)) + " |",
-                  "|---|---:|---:|---:|"]
+        levels = sorted({lv for v in scores.values() for lv in v["severities"]})
+        lines += [f"per level ({k}):", "", "| corruption | " + " | ".join(f"s{lv}" for lv in levels) + " |",
+                  "|---|" + "---:|" * len(levels)]
         for c, v in scores.items():
-            lines.append(f"| {c} | " + " | ".join(f"{x:.4f}" for x in v[k]) + " |")
+            at = dict(zip(v["severities"], v[k], strict=True))
+            lines.append(f"| {c} | " + " | ".join(f"{at[lv]:.4f}" if lv in at else "" for lv in levels) + " |")
         lines.append("")
     return "\n".join(lines)
