@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--dataroot", default=str(Path(__file__).resolve().parents[2] / "shared/data/nuscenes-scene-0916"))
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--sweeps", type=int, default=10)
+    parser.add_argument("--effects", action="store_true",
+                        help="also print what each Robo3D level does to the keyframe (points removed / moved, %%)")
     args = parser.parse_args()
     files = sorted((Path(args.dataroot) / "samples" / "LIDAR_TOP").glob("*.pcd.bin"))
     if not files:
@@ -69,6 +71,18 @@ def main() -> int:
                                                                   boxes=boxes, labels=labels, keyframe_only=kf),
                                args.repeat))
         print(f"| {name} | {cells[0]:.1f} | {cells[1]:.1f} |")
+    if args.effects:
+        from calico.robustness.protocols import fingerprint
+
+        print("\n| corruption | removed % (light / moderate / heavy) | moved % (light / moderate / heavy) |\n|---|---|---|")
+        for name in robo3d.ROBO3D_CORRUPTIONS:
+            rem, mov = [], []
+            for sev in robo3d.SEVERITIES:
+                out = corrupt(key, f"robo3d/{name}", sev, np.random.default_rng(0), boxes=boxes, labels=labels)
+                fp = fingerprint({"points": key}, {"points": out})
+                rem.append(100 * (len(key) - len(out)) / len(key))
+                mov.append(100 * fp["points_moved"] / len(key))
+            print(f"| {name} | " + " / ".join(f"{x:.1f}" for x in rem) + " | " + " / ".join(f"{x:.1f}" for x in mov) + " |")
     print("\n| MultiCorrupt LiDAR corruption (level 3) | every sweep (ms) |\n|---|---:|")
     for name in multicorrupt.LIDAR_CORRUPTIONS:
         ms = timed(lambda k, n=name: corrupt(cloud, f"multicorrupt/{n}", 3, np.random.default_rng(k)), args.repeat)
