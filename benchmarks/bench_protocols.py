@@ -43,9 +43,8 @@ def main() -> int:
         print(f"no LiDAR files under {args.dataroot}", file=sys.stderr)
         return 1
     key = np.fromfile(files[0], dtype=np.float32).reshape(-1, 5).copy()
-    ring1 = key[:, 4].astype(np.int64)
     key = key[np.linalg.norm(key[:, :3], axis=1) > 1.0]  # the loader's ego crop, roughly
-    ring1 = ring1[: len(key)] if len(ring1) == len(key) else robo3d._rings(key, None, robo3d.HDL32E)
+    key[:, 4] = 0.0  # the ring column becomes dt, as in the loader
     parts = []
     for s in range(args.sweeps):
         p = key.copy()
