@@ -390,3 +390,21 @@ def test_points_in_boxes_matches_a_brute_force_test():
         want[m] = b
     assert (got >= 0).sum() > 100
     assert (got != want).sum() <= 2  # float32 vs float64 on the faces
+
+
+def test_multicorrupt_camera_fog_and_snow():
+    s = sample_with_images()
+    img = s["images"]
+    m = MC.plasma_fractal(64, 1.7, np.random.default_rng(0))
+    assert m.shape == (64, 64) and m.min() == 0.0 and m.max() == 1.0
+    for name in ("camera_fog", "camera_snow"):
+        outs = [MC.corrupt_sample(s, name, k, np.random.default_rng(2))["images"] for k in (1, 2, 3)]
+        np.testing.assert_array_equal(outs[0], MC.corrupt_sample(s, name, 1, np.random.default_rng(2))["images"])
+        assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+        assert np.abs(outs[0].astype(int) - img).mean() > 1
+    snow = [MC.corrupt_sample(s, "camera_snow", k, np.random.default_rng(2))["images"].mean() for k in (1, 2, 3)]
+    assert snow[0] < snow[1] < snow[2]
+    both = MC.corrupt_sample(s, "fog", 3, np.random.default_rng(0))  # fog is LiDAR + camera in the protocol
+    assert not np.array_equal(both["images"], img) and not np.array_equal(both["points"], s["points"])
+    lidar_only = MC.corrupt_sample(s, "lidar_fog", 3, np.random.default_rng(0))
+    assert lidar_only["images"] is img

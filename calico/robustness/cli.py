@@ -29,7 +29,7 @@ from calico.robustness.protocols import PROTOCOLS
 from calico.robustness.spoofing import TRACE_SIZES
 from calico.robustness.suite import SUITES, Perturbation
 
-CAMERA_ONLY = ("brightness", "darkness", "camera_motion_blur", "missing_camera")
+CAMERA_ONLY = ("brightness", "darkness", "camera_motion_blur", "camera_fog", "camera_snow", "missing_camera")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,8 +22,12 @@ Where ours differs, and how
 * **LiDAR fog** is Robo3D's fog model (the same simulator and lookup tables, ``lidar.py:394-412``) at this
   protocol's (alpha, beta) per level; **LiDAR snow** is our snowfall approximation of
   :mod:`calico.robustness.robo3d` at this protocol's (snowfall rate, terminal velocity) per level.
-* **Not done yet**: camera fog (plasma fractal + depth-less haze, ``img.py:104-203``) and camera snow
-  (``img.py:271-298``); the ``fog`` and ``snow`` entries here corrupt the LiDAR only (the protocol corrupts both).
+* **Camera fog / snow** follow ``img.py:104-203`` / ``img.py:271-298``; pixel distances of the fog are counted in
+  full-resolution pixels, and the snow layer is drawn at full resolution (an integer multiple of ours) and
+  area-averaged down (the layer is additive, so this is what corrupting the full image and resizing would give,
+  up to the final clip). The plasma fractal is drawn at our resolution (its finest octaves are lost).
+  ``fog``, ``snow`` and ``motion_blur`` corrupt both sensors, as the protocol does; ``lidar_*`` / ``camera_*``
+  name one side.
 * **Spatial misalignment** rotates and shifts the *LiDAR points* (``lidar.py:47-115``: 1/2/3 deg about x, y and z,
   then +2 m along x, with probability 0.2/0.4/0.6 per file) -- the boxes stay, as in the protocol.
 """
@@ -34,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from calico.robustness import robo3d
 
@@ -220,12 +225,17 @@ def motion_blur_taps(sigma_px: float, radius: int, angle_deg: float) -> list[tup
     return [(float(w[i]), int(dy[i]), int(dx[i])) for i in range(width)]
 
 
-def _shifted(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """out[y, x] = img[y - dy, x - dx] with edge replication (np.roll + edge fill, img.py:36-52)."""
+def line_blur(img: np.ndarray, taps: list[tuple[float, int, int]]) -> np.ndarray:
+    """sum_i w_i img[y - dy_i, x - dx_i] with edge replication (np.roll + edge fill, img.py:36-52), as slices of one
+    edge-padded copy."""
     h, w = img.shape[:2]
-    ys = np.clip(np.arange(h) - dy, 0, h - 1)
-    xs = np.clip(np.arange(w) - dx, 0, w - 1)
-    return img[ys][:, xs]
+    r = max(max(abs(dy), abs(dx)) for _, dy, dx in taps)
+    pad = ((r, r), (r, r)) + ((0, 0),) * (img.ndim - 2)
+    padded = np.pad(img.astype(np.float32, copy=False), pad, mode="edge")
+    acc = np.zeros(img.shape, dtype=np.float32)
+    for wgt, dy, dx in taps:
+        acc += np.float32(wgt) * padded[r - dy:r - dy + h, r - dx:r - dx + w]
+    return acc
 
 
 def camera_motion_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -236,11 +246,96 @@ def camera_motion_blur(images: np.ndarray, severity: int, rng: np.random.Generat
     out = np.empty_like(images)
     for c in range(len(images)):
         angle = rng.uniform(-45, 45)
-        img = images[c].astype(np.float32)
-        acc = np.zeros_like(img)
-        for w, dy, dx in motion_blur_taps(max(sigma * 100 * scale, 1e-3), radius, angle):
-            acc += w * _shifted(img, dy, dx)
+        acc = line_blur(images[c], motion_blur_taps(max(sigma * 100 * scale, 1e-3), radius, angle))
         out[c] = np.clip(acc, 0, 255).astype(np.uint8)
+    return out
+
+
+# img.py:153-203: fog = plasma-fractal haze (strength 2 / 3 / 4, attenuation 0.8, back-scatter 0.5), then a
+# distance-to-road-rectangle haze exp(-beta d) towards A = 0.5 with beta 0.0005 / 0.001 / 0.002 per pixel.
+CAMERA_FOG = {1: {"strength": 2.0, "beta": 0.0005}, 2: {"strength": 3.0, "beta": 0.001},
+              3: {"strength": 4.0, "beta": 0.002}}
+CAMERA_FOG_CONST = {"attenuation": 0.8, "backscatter": 0.5, "airlight": 0.5, "decay": 1.7, "decay_maps": 3.0,
+                    "rect": (0.65, 0.1, 0.99, 0.85)}  # rect: y1, x1, y2, x2 as fractions of the image
+# img.py:271-298: (mean, zoom, threshold, blur radius px, blur sigma px, blend) of the snow layer per level.
+CAMERA_SNOW = {1: {"loc": 0.3, "zoom": 5, "threshold": 0.9, "radius": 7, "sigma": 7, "blend": 0.9},
+               2: {"loc": 0.4, "zoom": 4, "threshold": 0.85, "radius": 8, "sigma": 8, "blend": 0.85},
+               3: {"loc": 0.5, "zoom": 3, "threshold": 0.8, "radius": 10, "sigma": 10, "blend": 0.8}}
+
+
+def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
+    """A (size, size) diamond-square height map in [0, 1] (``size`` a power of two): each octave sets the new
+    square centres, then the edge midpoints, to the mean of their four neighbours plus U(-w, w) * w, and w shrinks
+    by ``decay`` per octave (the perturbation of img.py:104-147)."""
+    if size & (size - 1):
+        raise ValueError(f"size must be a power of two, got {size}")
+    m = np.zeros((size, size))
+    step, w = size, 100.0
+    while step >= 2:
+        h = step // 2
+        corners = m[0::step, 0::step]
+        sq = corners + np.roll(corners, -1, axis=0)
+        sq = sq + np.roll(sq, -1, axis=1)
+        m[h::step, h::step] = sq / 4 + w * rng.uniform(-w, w, sq.shape)
+        centre = m[h::step, h::step]
+        left = m[0::step, 0::step]
+        # midpoints of horizontal edges (rows 0::step, cols h::step) and of vertical edges (rows h::step, cols 0::step)
+        horiz = centre + np.roll(centre, 1, axis=0) + left + np.roll(left, -1, axis=1)
+        m[0::step, h::step] = horiz / 4 + w * rng.uniform(-w, w, horiz.shape)
+        vert = centre + np.roll(centre, 1, axis=1) + left + np.roll(left, -1, axis=0)
+        m[h::step, 0::step] = vert / 4 + w * rng.uniform(-w, w, vert.shape)
+        step, w = h, w / decay
+    m -= m.min()
+    return m / (m.max() or 1.0)
+
+
+def camera_fog(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Plasma-fractal haze, then haze growing with the pixel distance to the road rectangle (in full-resolution
+    pixels: ours scale by 1600 / W)."""
+    p, k = CAMERA_FOG[_sev(severity)], CAMERA_FOG_CONST
+    n, h, w = images.shape[:3]
+    full = NUSCENES_IMAGE_WIDTH / w  # full-resolution pixels per pixel of ours
+    size = 1 << int(np.ceil(np.log2(max(h, w))))
+    y1, x1, y2, x2 = (f * d for f, d in zip(k["rect"], (h, w, h, w), strict=True))
+    jj, ll = np.arange(h)[:, None], np.arange(w)[None, :]
+    d_rect = np.sqrt(np.maximum(0, np.maximum(jj - y2, y1 - jj)) ** 2 + np.maximum(0, np.maximum(ll - x2, x1 - ll)) ** 2)
+    out = np.empty_like(images)
+    for c in range(n):
+        x = images[c].astype(np.float64) / 255.0
+        top = x.max()
+        fog = plasma_fractal(size, k["decay"], rng)[:h, :w]
+        fog *= 1 - k["attenuation"] * plasma_fractal(size, k["decay_maps"], rng)[:h, :w]
+        fog *= 1 + k["backscatter"] * plasma_fractal(size, k["decay_maps"], rng)[:h, :w]
+        x = np.clip((x + p["strength"] * fog[..., None]) * top / (top + p["strength"]), 0, 1)
+        x = np.uint8(x * 255) / 255.0  # the protocol's intermediate 0..255 image (img.py:181-186)
+        d = (2.0 * d_rect * (1 + rng.random((h, w)) / 4)) * full + np.sqrt(max(h, w) * full)
+        td = np.exp(-p["beta"] * d)[..., None]
+        out[c] = np.clip((x * td + k["airlight"] * (1 - td)) * 255, 0, 255).astype(np.uint8)
+    return out
+
+
+def camera_snow(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Zoomed, thresholded, motion-blurred Gaussian snow layer drawn at full resolution (an integer multiple of
+    ours) and area-averaged down, added twice (and rotated 180 deg) to the whitened, dimmed image."""
+    p = CAMERA_SNOW[_sev(severity)]
+    n, h, w = images.shape[:3]
+    f = max(1, int(round(NUSCENES_IMAGE_WIDTH / w)))
+    H, W = h * f, w * f
+    out = np.empty_like(images)
+    for c in range(n):
+        layer = rng.normal(p["loc"], 0.3, (H, W)).astype(np.float32)
+        ch, cw = int(np.ceil(H / p["zoom"])), int(np.ceil(W / p["zoom"]))
+        top, left = (H - ch) // 2, (W - cw) // 2
+        layer = ndimage.zoom(layer[top:top + ch, left:left + cw], p["zoom"], order=1)[:H, :W]
+        layer[layer < p["threshold"]] = 0
+        layer = np.clip(layer, 0, 1)
+        acc = line_blur(layer, motion_blur_taps(p["sigma"], p["radius"], rng.uniform(-135, -45)))
+        layer = np.round(acc * 255) / 255.0
+        layer = layer.reshape(h, f, w, f).mean(axis=(1, 3))[..., None]  # area average to our resolution
+        x = images[c].astype(np.float64) / 255.0
+        gray = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+        x = p["blend"] * x + (1 - p["blend"]) * np.maximum(x, gray * 1.5 + 0.5)
+        out[c] = (np.clip(x * 0.9 + layer + layer[::-1, ::-1], 0, 1) * 255).astype(np.uint8)
     return out
 
 
@@ -251,14 +346,28 @@ def missing_camera_mask(num_cams: int, severity: int, rng: np.random.Generator) 
 
 CAMERA_CORRUPTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "brightness": brightness, "darkness": darkness, "camera_motion_blur": camera_motion_blur,
+    "camera_fog": camera_fog, "camera_snow": camera_snow,
 }
 # motion blur is camera + LiDAR in the protocol (img_converter.py:113-114 and lidar_converter.py:121-127);
 # "lidar_motion_blur" / "camera_motion_blur" apply one side only
 SAMPLE_CORRUPTIONS = ("beams_reducing", "points_reducing", "motion_blur", "lidar_motion_blur", "camera_motion_blur",
-                      "fog", "snow", "spatial_misalignment", "brightness", "darkness", "missing_camera")
+                      "fog", "lidar_fog", "camera_fog", "snow", "lidar_snow", "camera_snow", "spatial_misalignment",
+                      "brightness", "darkness", "missing_camera")
+# corruptions of both sensors in the protocol (the converters' img_converter.py and lidar_converter.py share the
+# name): LiDAR first, then the cameras, one random stream
+BOTH_SENSORS = {"motion_blur": ("lidar_motion_blur", "camera_motion_blur"), "fog": ("lidar_fog", "camera_fog"),
+                "snow": ("lidar_snow", "camera_snow")}
 # the protocol's ten, in its README's order
 PROTOCOL_CORRUPTIONS = ("beams_reducing", "brightness", "darkness", "fog", "missing_camera", "motion_blur",
                         "points_reducing", "snow", "spatial_misalignment", "temporal_misalignment")
+
+
+# the recorded parameters of the two-sensor corruptions
+PARAMETERS["motion_blur"] = {s: {**LIDAR_MOTION_BLUR[s], "camera_sigma": CAMERA_MOTION_BLUR[s]["sigma"]}
+                             for s in SEVERITIES}
+PARAMETERS["fog"] = {s: {**LIDAR_FOG[s], **{f"camera_{k}": v for k, v in CAMERA_FOG[s].items()}} for s in SEVERITIES}
+PARAMETERS["snow"] = {s: {**LIDAR_SNOW[s], **{f"camera_{k}": v for k, v in CAMERA_SNOW[s].items()}}
+                      for s in SEVERITIES}
 
 
 def corrupt_sample(sample: Sample, name: str, severity: int, rng: np.random.Generator,
@@ -267,12 +376,12 @@ def corrupt_sample(sample: Sample, name: str, severity: int, rng: np.random.Gene
     from calico.robustness import sensors
 
     _sev(severity)
-    if name == "motion_blur":  # both sensors, LiDAR first
-        out = corrupt_sample(sample, "lidar_motion_blur", severity, rng, layout)
-        return corrupt_sample(out, "camera_motion_blur", severity, rng, layout) if sample.get("images") is not None \
-            else out
-    if name == "lidar_motion_blur":
-        name = "motion_blur"
+    if name in BOTH_SENSORS:
+        lidar_name, camera_name = BOTH_SENSORS[name]
+        out = corrupt_sample(sample, lidar_name, severity, rng, layout)
+        return corrupt_sample(out, camera_name, severity, rng, layout) if sample.get("images") is not None else out
+    if name.startswith("lidar_") and name[6:] in LIDAR_CORRUPTIONS:
+        name = name[6:]
     if name in LIDAR_CORRUPTIONS:
         return sensors.with_points(sample, corrupt_lidar(np.asarray(sample["points"]), name, severity, rng,
                                                          layout=layout))
