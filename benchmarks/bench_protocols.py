@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--dataroot", default=str(Path(__file__).resolve().parents[2] / "shared/data/nuscenes-scene-0916"))
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--sweeps", type=int, default=10)
+    parser.add_argument("--cameras", action="store_true",
+                        help="also time the MultiCorrupt camera corruptions on 6 copies of a CAM_FRONT image, 144 x 256")
     parser.add_argument("--effects", action="store_true",
                         help="also print what each Robo3D level does to the keyframe (points removed / moved, %%)")
     args = parser.parse_args()
@@ -82,6 +84,18 @@ def main() -> int:
                 rem.append(100 * (len(key) - len(out)) / len(key))
                 mov.append(100 * fp["points_moved"] / len(key))
             print(f"| {name} | " + " / ".join(f"{x:.1f}" for x in rem) + " | " + " / ".join(f"{x:.1f}" for x in mov) + " |")
+    if args.cameras:
+        from PIL import Image
+
+        jpgs = sorted((Path(args.dataroot) / "samples" / "CAM_FRONT").glob("*.jpg"))
+        with Image.open(jpgs[0]) as im:
+            img = np.asarray(im.convert("RGB").resize((256, 144)))
+        images = np.stack([img] * 6)
+        print("\n| MultiCorrupt camera corruption | level 1 (ms) | level 3 (ms) |\n|---|---:|---:|")
+        for name, fn in multicorrupt.CAMERA_CORRUPTIONS.items():
+            cells = [timed(lambda k, f=fn, s=s: f(images, s, np.random.default_rng(k)), max(1, args.repeat // 5))
+                     for s in (1, 3)]
+            print(f"| {name} | {cells[0]:.0f} | {cells[1]:.0f} |")
     print("\n| MultiCorrupt LiDAR corruption (level 3) | every sweep (ms) |\n|---|---:|")
     for name in multicorrupt.LIDAR_CORRUPTIONS:
         ms = timed(lambda k, n=name: corrupt(cloud, f"multicorrupt/{n}", 3, np.random.default_rng(k)), args.repeat)
