@@ -408,3 +408,20 @@ def test_multicorrupt_camera_fog_and_snow():
     assert not np.array_equal(both["images"], img) and not np.array_equal(both["points"], s["points"])
     lidar_only = MC.corrupt_sample(s, "lidar_fog", 3, np.random.default_rng(0))
     assert lidar_only["images"] is img
+
+
+def test_metric_suite_records_fingerprints_and_refuses_no_op(tmp_path):
+    from calico.robustness import suite as SU
+
+    base = [sample_with_images(k) for k in range(2)]
+
+    def evaluate(pert, out_dir):
+        ds = SU.PerturbedDataset(base, pert)
+        return {"NDS": float(np.mean([len(ds[i]["points"]) for i in range(len(ds))]) / 1e4)}
+
+    res = SU.run_metric_suite(SU.suite_plan("dropout")[:1] + [SU.corruption("beam_loss", 3)], evaluate, tmp_path)
+    assert res["runs"]["cameras/all"]["fingerprint"]["cameras_dropped"] == 12
+    assert res["runs"]["beam_loss/3"]["fingerprint"]["points_removed"] > 0
+    no_op = SU.Perturbation("noop/1", "corruptions", lambda s, rng: dict(s), {"corruption": "noop", "severity": 1})
+    with pytest.raises(P.NothingChanged, match="noop/1 changed nothing"):
+        SU.run_metric_suite([no_op], evaluate, tmp_path / "b")

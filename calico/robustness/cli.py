@@ -160,7 +160,12 @@ def run(args: argparse.Namespace) -> int:
     if metric_groups:
         plan = [p for g in metric_groups
                 for p in suite.suite_plan(g, args.seed, args.corruptions, args.severities)]
-        results.update(suite.run_metric_suite(plan, make_evaluator(model, cfg, args.split), out))
+        from calico.robustness.protocols import NothingChanged
+
+        try:
+            results.update(suite.run_metric_suite(plan, make_evaluator(model, cfg, args.split), out))
+        except NothingChanged as exc:
+            raise CalicoError(str(exc)) from exc
         if args.baseline and results.get("corruptions"):
             base = plots.load_results([args.baseline])[0][1]
             try:
