@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"default: all of the suite's / protocol's (--suite corruptions: {list(CORRUPTIONS)})")
     parser.add_argument("--severities", nargs="+", type=int, default=None,
                         help=f"default: all levels (--suite corruptions: {list(SEVERITIES)}; protocols: 1 2 3)")
+    parser.add_argument("--lidar-beams", type=int, default=32,
+                        help="--protocol: beams of the spinning LiDAR, for ring recovery (nuScenes HDL-32E: 32)")
+    parser.add_argument("--lidar-elevation", type=float, nargs=2, default=(-30.67, 10.67), metavar=("MIN", "MAX"),
+                        help="--protocol: elevation (deg) of the lowest and highest beam, evenly spaced between")
     parser.add_argument("--baseline", help="robustness.json (or its folder) of the randomly initialised model: "
                                            "adds CE per corruption and mCE")
     parser.add_argument("--label", default="", help="method name shown in the plots (default: --out's name)")
@@ -89,7 +93,10 @@ def run_protocol_cli(args: argparse.Namespace, model: Any, cfg: Any, out: Path) 
     from calico.robustness import plots, protocols
 
     try:
-        plan = protocols.protocol_plan(args.protocol, args.seed, args.corruptions, args.severities)
+        from calico.robustness.robo3d import BeamLayout
+
+        layout = BeamLayout(args.lidar_beams, *args.lidar_elevation)
+        plan = protocols.protocol_plan(args.protocol, args.seed, args.corruptions, args.severities, layout)
     except ValueError as exc:
         raise CalicoError(str(exc)) from exc
     evaluate = make_evaluator(model, cfg, args.split)

@@ -29,24 +29,30 @@ Where ours must differ from the protocol, and how
   theta r_f. The first such flake is drawn along the beam by inverse CDF and the point moves there. Surviving
   returns lose intensity exp(-2 sigma r) with the flakes' extinction sigma; the protocol's noise-floor drop
   (fitted on lidarseg ground points) is not reproduced. Beams without any return get no flakes (as in the
-  protocol, which only moves existing points).
+  protocol, which only moves existing points). On a real nuScenes keyframe ours moves 2.5 / 2.9 / 3.3 % of the
+  points (BENCHMARKS.md), probably milder than nuScenes-C's snow: do not set our snow numbers beside published ones.
 * **Wet ground**: the protocol picks ground by lidarseg labels (driveable surface, other flat, sidewalk); we have
   no point labels, so ground = points within 0.3 m above a robust ground height (the 5th percentile of z
   between 3 m and 40 m). The Fresnel model, the linear laser-power / noise-floor fits and the thresholds follow
-  ``wet_ground/augmentation.py`` (flat-earth incidence, no randomness).
+  ``wet_ground/augmentation.py`` (flat-earth incidence, no randomness); where its noise-level fit takes "a" least
+  populated intensity bin per distance bin (``np.argpartition``, order among ties unspecified) we take the first.
 * **Incomplete echo** needs per-point classes (``incomplete_echo/gen_incomplete_echo.py`` uses lidarseg); we use
   the points inside the ground-truth boxes of the same vehicle classes (pass ``boxes`` and ``labels``).
-* **Cross-sensor** keeps every second point of the file order (``cross_sensor/gen_cross_sensor.py:333``); our
+* **Cross-sensor** keeps every second point of the file order (``cross_sensor/gen_cross_sensor.py:106``); our
   order is the loader's (keyframe, then sweeps), within a sweep the ray order.
 * **Unverified levels.** The nuScenes-C scripts give only the *light* value of crosstalk (0.03) and motion blur
   (0.2); the other two levels are not in the repository. We scale them as KITTI-C does (its scripts list all
   three: crosstalk 0.006/0.008/0.01, motion blur 0.04/0.08/0.10) -- marked ``UNVERIFIED`` in the tables; check
   them against the paper's appendix before quoting numbers as nuScenes-C's.
 
-Coupling: every function draws the same variates whatever the severity (one uniform per point, one beam
-order, one per-frame fog alpha), so a heavier level corrupts a superset where the protocol's levels are nested
-(beam missing, crosstalk, incomplete echo, fog); cross-sensor's heavy beam set (``np.arange(1, 32, 1.33)``)
-does not contain its light set and snow's three parameter sets are not ordered, so those two are not nested.
+Coupling: every function draws the same variates whatever the severity (one uniform per point, one sequence of
+beam draws, one per-frame fog alpha), so a heavier level corrupts a superset where the protocol's levels are
+nested (beam missing: the first 8 / 16 / 24 draws of one sequence; crosstalk: the points of the int(p N) lowest
+uniforms, each rank with its own noise row -- the same distribution as the protocol's ``np.random.choice(N, c,
+replace=False)``; incomplete echo; fog; wet ground is deterministic); cross-sensor's heavy beam set
+(``np.arange(1, 32, 1.33)``) does not contain its light set and snow's three parameter sets are not ordered, so
+those two are not nested. The protocol seeds its whole run once (seed 1205); we seed per sample (suite seed,
+corruption, sample index), so a sample's corruption does not depend on the evaluation order.
 """
 
 from __future__ import annotations
@@ -85,8 +91,8 @@ FOG_ALPHAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.06)
 FOG_SENSOR = {"tau_h": 2e-8, "r_1": 0.9, "r_2": 1.0, "gamma": 1e-6, "noise": 10.0, "r_max": 200.0, "n_grid": 2000}
 
 # wet_ground/augmentation.py:414 (comment listing the three levels) and :35 (pavement depth 1.2 mm,
-# power factor 15); flat-earth incidence (:86-90); estimate_laser_parameters (:213-285): 50 x 2555 histogram over
-# 10..70 m, minimum bins > 5 kept; reflectivity floor 5 % (:118); refractive indices 1.0003 / 1.33 (phy_equations.py:12).
+# power factor 15); flat-earth incidence (:83-87); estimate_laser_parameters (:213-285): 50 x 2555 histogram over
+# 10..70 m, minimum bins > 5 kept; reflectivity floor 5 % (:121); refractive indices 1.0003 / 1.33 (phy_equations.py:12).
 WET_GROUND = {1: {"water_height": 0.0002, "noise_floor": 0.2}, 2: {"water_height": 0.0010, "noise_floor": 0.3},
               3: {"water_height": 0.0012, "noise_floor": 0.7}}
 WET_GROUND_SENSOR = {"pavement_depth": 0.0012, "power_factor": 15.0, "n_air": 1.0003, "n_water": 1.33,
@@ -121,7 +127,7 @@ INCOMPLETE_ECHO = {1: {"drop_ratio": 0.75}, 2: {"drop_ratio": 0.85}, 3: {"drop_r
 INCOMPLETE_ECHO_CLASSES = ("bicycle", "bus", "car", "construction_vehicle", "motorcycle", "trailer", "truck")
 INCOMPLETE_ECHO_MIN_POINTS = 10
 
-# cross_sensor/gen_cross_sensor.py:306-317 (beams dropped per level) and :333 (then every second point kept).
+# cross_sensor/gen_cross_sensor.py:79-92 (beams dropped per level) and :106 (then every second point kept).
 CROSS_SENSOR = {1: {"drop_beams": tuple(range(1, 32, 4))}, 2: {"drop_beams": tuple(range(1, 32, 2))},
                 3: {"drop_beams": tuple(np.arange(1, 32, 1.33).astype(int).tolist())}}
 
