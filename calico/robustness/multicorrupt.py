@@ -144,7 +144,7 @@ def lidar_snow(pts: np.ndarray, severity: int, rng: np.random.Generator, ring: n
                layout: robo3d.BeamLayout) -> np.ndarray:
     p = LIDAR_SNOW[severity]
     return robo3d.simulate_snow(pts, p["snowfall_rate"], p["terminal_velocity"], rng.random(len(pts), dtype=np.float32),
-                                rng.random(len(pts), dtype=np.float32))
+                                rng.random(len(pts), dtype=np.float32), ring, layout.num_beams)
 
 
 def misalignment_matrix(rotation_deg: float) -> np.ndarray:
@@ -182,7 +182,7 @@ def corrupt_lidar(points: np.ndarray, name: str, severity: int, rng: np.random.G
         raise ValueError(f"unknown MultiCorrupt LiDAR corruption {name!r}; choose from {sorted(LIDAR_CORRUPTIONS)}")
     _sev(severity)
     pts = robo3d._check(np.asarray(points), severity)
-    rings = robo3d._rings(pts, ring, layout) if name == "beams_reducing" else np.zeros(len(pts), np.int64)
+    rings = robo3d._rings(pts, ring, layout) if name in ("beams_reducing", "snow") else np.zeros(len(pts), np.int64)
     fn = LIDAR_CORRUPTIONS[name]
     parts = [fn(pts[idx], severity, rng, rings[idx], layout) for idx in _sweeps(pts)]
     return np.concatenate(parts).astype(np.float32) if parts else pts

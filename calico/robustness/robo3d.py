@@ -20,17 +20,17 @@ Where ours must differ from the protocol, and how
   xi between 0.9 m and 1.0 m, attenuation exp(-2 alpha R), argmax over R <= r0 on the same 2000-point grid.
   Our table matches the shipped pickles to 4 significant digits (``tests/test_robustness_protocols.py``).
 * **Snow**: the protocol runs the LiDAR snowfall simulator (Hahner et al. CVPR 2022) on pre-sampled snowflake
-  files per channel (``snow/simulation.py``, ``snow/npy/``); not on PyPI and far from 20 ms a cloud. We keep its
-  inputs (snowfall rate, terminal velocity, Gunn-Marshall diameters, occupancy, beam divergence 0.003 rad)
-  and replace the explicit flakes by their expectation: flakes are a Poisson process in space with number
-  density n = occupancy / (pi mu^3) (exponential diameters of mean mu); a flake of diameter D at range r_f
-  takes the beam's echo when its share of the beam (D / (theta r_f))^2 over r_f^2 beats the target's 1 / r_t^2
-  (equal reflectivities assumed), i.e. D >= theta r_f^2 / r_t; it hits the beam when it meets the cone of width
-  theta r_f. The first such flake is drawn along the beam by inverse CDF and the point moves there. Surviving
-  returns lose intensity exp(-2 sigma r) with the flakes' extinction sigma; the protocol's noise-floor drop
-  (fitted on lidarseg ground points) is not reproduced. Beams without any return get no flakes (as in the
-  protocol, which only moves existing points). On a real nuScenes keyframe ours moves 2.5 / 2.9 / 3.3 % of the
-  points (BENCHMARKS.md), probably milder than nuScenes-C's snow: do not set our snow numbers beside published ones.
+  files per channel (``snow/simulation.py``, ``snow/npy/``): not on PyPI, and far from 20 ms a cloud. We keep its
+  inputs and its echo rule and replace the explicit flakes by their statistics: the flakes of a channel are
+  disks in its plane (spheres of Gunn-Marshall diameters cut at a uniform height, area fraction = the
+  occupancy, within 80 m) -- a Poisson process of density 3 occupancy / (pi mu^2); a disk meets the beam when
+  it touches its fan (width theta r, theta = 0.003 rad) and takes the echo when its echo, 0.9 x 255 a / r_f^2 for
+  an occluded share a of the beam, beats the return's own intensity I (1 - a). That gives a hit hazard per
+  metre for every (I, r_f) (one 256 x 791 table per level, cached); a return is replaced with probability
+  1 - exp(-Lambda(I, r)), by its first winning flake (inverse CDF). I is corrected as the protocol does, with its
+  HDL-64 calibration file's focal terms for channels 0..31 (which zero most nuScenes returns beyond ~20 m, so any
+  flake in their beam wins). Not reproduced: several flakes in one beam adding up, the pulse-shape overlap, and
+  the intensity change of returns a flake dims without winning.
 * **Wet ground**: the protocol picks ground by lidarseg labels (driveable surface, other flat, sidewalk); we have
   no point labels, so ground = points within 0.3 m above a robust ground height (the 5th percentile of z
   between 3 m and 40 m). The Fresnel model, the linear laser-power / noise-floor fits and the thresholds follow
@@ -103,7 +103,27 @@ WET_GROUND_SENSOR = {"pavement_depth": 0.0012, "power_factor": 15.0, "n_air": 1.
 # Gunn-Marshall rate 25.5 R^-0.48 /cm (sampling.py:87); flakes capped at 20 mm (sampling.py:153).
 SNOW = {1: {"snowfall_rate": 0.5, "terminal_velocity": 2.0}, 2: {"snowfall_rate": 1.0, "terminal_velocity": 1.6},
         3: {"snowfall_rate": 2.5, "terminal_velocity": 1.6}}
-SNOW_SENSOR = {"beam_divergence": 0.003, "snow_density": 0.1, "flake_diameter": 0.003, "r_min": 1.0}
+# Flakes: spheres cut by the channel's plane at a uniform height (disks, sampling.py:158-163) inside an 80 m disk
+# (sampling.py:387); a flake echoes like a 90 % target, 0.9 x 255 (simulation.py:294-297), the hard target with its
+# own intensity (simulation.py:284-287); xi = 0 below 0.9 m, 1 beyond 1.0 m (simulation.py:727-744).
+SNOW_SENSOR = {"beam_divergence": 0.003, "snow_density": 0.1, "flake_diameter": 0.003, "r_min": 1.0, "r_max": 80.0,
+               "flake_intensity": 0.9 * 255}
+# The protocol corrects intensities with the HDL-64E S3 calibration (snow/calib/20171102_64E_S3.yaml) even on
+# nuScenes' 32 channels: I_adj = I - 255 s |(1 - f / 131)^2 - (1 - d / 120)^2| with the channel's focal distance f (m)
+# and slope s (simulation.py:228-229, :284-285), added back at the echo's range (:311). Lasers 0..31 of that file:
+SNOW_FOCAL = ((8.0, 0.95), (12.5, 1.0), (24.0, 0.7), (24.0, 0.75), (18.0, 0.5), (24.0, 0.75), (13.0, 2.0),
+              (24.0, 0.75), (23.5, 0.4), (19.5, 0.6), (6.5, 1.2), (21.0, 1.1), (24.0, 0.7), (24.0, 0.85),
+              (14.0, 1.2), (24.0, 0.75), (24.0, 0.65), (24.0, 0.8), (24.0, 0.7), (24.0, 0.75), (24.0, 0.65),
+              (24.0, 0.75), (24.0, 0.7), (24.0, 0.7), (11.0, 1.35), (21.0, 0.65), (24.0, 1.2), (24.0, 1.0),
+              (24.0, 0.6), (24.0, 0.65), (24.0, 0.8), (24.0, 0.75))
+
+
+def focal_correction(distance: np.ndarray, ring: np.ndarray, num_beams: int = 32) -> np.ndarray:
+    """The protocol's HDL-64 focal intensity term (0..255 units) at ``distance`` for each point's channel."""
+    table = np.asarray(SNOW_FOCAL, dtype=np.float32)
+    ch = np.clip((np.asarray(ring) * len(table)) // max(num_beams, 1), 0, len(table) - 1)
+    offset = (1 - table[ch, 0] * 100 / 13100) ** 2
+    return 255 * table[ch, 1] * np.abs(offset - (1 - np.asarray(distance, dtype=np.float32) / 120) ** 2)
 
 # motion_blur/motion_blur.sh (light 0.2); moderate/heavy UNVERIFIED: KITTI-C's ratios (kitti_c/motion_blur/
 # gen_motion_blur.py:40: 0.04, 0.08, 0.10) applied to 0.2. Jitter scales x/y 0.1, z 0.05 of sigma, clipped at 3 sigma
@@ -320,61 +340,89 @@ def wet_ground(points: np.ndarray, severity: int, rng: np.random.Generator, **_:
 
 # ---- snow -------------------------------------------------------------------------------------------------------
 def snow_physics(rate: float, v: float) -> dict[str, float]:
-    """For snowfall ``rate`` (mm/h) and terminal velocity ``v`` (m/s): rain-rate equivalent, occupancy, mean flake
-    diameter mu (m), number density n (1/m^3), extinction (1/m)."""
+    """For snowfall ``rate`` (mm/h) and terminal velocity ``v`` (m/s): rain-rate equivalent, occupancy (area
+    fraction of the flake disks), mean flake diameter mu (m) and disk density (1/m^2) of the protocol's
+    dart-throwing sampler (disks of diameter D sqrt(1 - u^2), u ~ U(0, 1): mean area pi mu^2 / 3)."""
     s = SNOW_SENSOR
     occupancy = rate / (3.6e6 * s["snow_density"] * v)
     rain = np.sqrt((rate / (487 * s["snow_density"] * s["flake_diameter"] * v)) ** 3)
-    mu = 1.0 / (25.5 * rain ** -0.48) / 100.0  # cm -> m
-    n = occupancy / (np.pi * mu ** 3)
-    return {"rain_rate": float(rain), "occupancy": float(occupancy), "mu": float(mu), "density": float(n),
-            "extinction": float(n * np.pi / 4 * 2 * mu ** 2 * 2)}
+    mu = 10.0 / (25.5 * rain ** -0.48) / 1000.0  # Gunn-Marshall scale in cm -> mm -> m (sampling.py:115, :154-157)
+    return {"rain_rate": float(rain), "occupancy": float(occupancy), "mu": float(mu),
+            "density": float(3 * occupancy / (np.pi * mu ** 2))}
 
 
 @functools.lru_cache(maxsize=16)
 def _snow_table(rate: float, v: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative flake-hit hazard Lambda(r_t, u) on a target-range grid x a normalised flake-position grid."""
-    ph = snow_physics(rate, v)
-    mu, n, theta, r_min = ph["mu"], ph["density"], SNOW_SENSOR["beam_divergence"], SNOW_SENSOR["r_min"]
-    r_t = np.concatenate([np.linspace(r_min, 10, 91), np.linspace(10.5, 250, 480)])
-    u = np.linspace(0.0, 1.0, 129)
-    r_f = r_min + u[None, :] * (r_t[:, None] - r_min)
-    a = theta * r_f ** 2 / r_t[:, None]  # smallest flake whose echo beats the target
-    w = theta * r_f  # beam width at the flake
-    lam = n * np.pi / 4 * np.exp(-a / mu) * ((a + w) ** 2 + 2 * mu * (a + w) + 2 * mu ** 2)
-    dr = np.diff(r_f, axis=1)
-    cum = np.concatenate([np.zeros((len(r_t), 1)), np.cumsum((lam[:, 1:] + lam[:, :-1]) / 2 * dr, axis=1)], axis=1)
-    return r_t, u, cum
+    """(range grid, cumulative hazard Lambda[i, r] of a flake echo beating a target of intensity i (0..255) before
+    range r, per-cell mean occlusion of a winning flake)."""
+    ph, s = snow_physics(rate, v), SNOW_SENSOR
+    mu, n2, theta = ph["mu"], ph["density"], s["beam_divergence"]
+    r = np.linspace(s["r_min"], s["r_max"], int(round((s["r_max"] - s["r_min"]) * 10)) + 1)
+    inten = np.arange(256.0)[:, None]
+    # a flake at range r occluding a share a of the beam wins when 229.5 a / r^2 > i (1 - a)
+    a_min = inten * r ** 2 / (s["flake_intensity"] + inten * r ** 2)
+    x = theta * r * a_min  # smallest winning disk diameter
+    u, wq = np.polynomial.legendre.leggauss(24)
+    sq = np.sqrt(1 - ((u + 1) / 2) ** 2)  # disk / sphere diameter ratio at the quadrature heights
+    # rate per metre: n2 E[(theta r + d) 1(d >= x)], d = D sq, D ~ Exp(mu)
+    lam = np.zeros_like(x)
+    for q, wgt in zip(sq, wq / 2, strict=True):
+        lam += wgt * np.exp(-x / (q * mu)) * (theta * r + x + q * mu)
+    lam *= n2
+    cum = np.concatenate([np.zeros((256, 1)), np.cumsum((lam[:, 1:] + lam[:, :-1]) / 2 * np.diff(r), axis=1)], axis=1)
+    occ = np.clip(np.maximum(a_min, np.pi * mu / 4 / (theta * r)), 0, 1)
+    return r, cum, occ
 
 
-def snow(points: np.ndarray, severity: int, rng: np.random.Generator, **_: object) -> np.ndarray:
-    """Snow (after Hahner et al. 2022): flakes near the sensor take the echo; returns behind them are attenuated."""
+def snow(points: np.ndarray, severity: int, rng: np.random.Generator, ring: np.ndarray | None = None,
+         layout: BeamLayout = HDL32E, **_: object) -> np.ndarray:
+    """Snow (after Hahner et al. 2022): the first flake whose echo beats the return takes the point."""
     pts = _check(points, severity)
     p = SNOW[severity]
     return simulate_snow(pts, p["snowfall_rate"], p["terminal_velocity"], rng.random(len(pts), dtype=np.float32),
-                         rng.random(len(pts), dtype=np.float32))
+                         rng.random(len(pts), dtype=np.float32), _rings(pts, ring, layout), layout.num_beams)
 
 
-def simulate_snow(pts: np.ndarray, rate: float, v: float, u_hit: np.ndarray, u_pos: np.ndarray) -> np.ndarray:
-    """The snow model for snowfall ``rate`` and terminal velocity ``v``; two U(0, 1) per point."""
+def simulate_snow(pts: np.ndarray, rate: float, v: float, u_hit: np.ndarray, u_pos: np.ndarray,
+                  ring: np.ndarray | None = None, num_beams: int = 32) -> np.ndarray:
+    """The snow model for snowfall ``rate`` and terminal velocity ``v``; two U(0, 1) per point.
+
+    Flake disks are a Poisson process in the channel's plane (the protocol's occupancy and Gunn-Marshall
+    diameters); along a beam, those meeting the beam's fan (width theta r) and occluding a share a with
+    0.9 x 255 a / r_f^2 > I (1 - a) take the echo: a hit with probability 1 - exp(-Lambda(I, r)), the first such
+    flake drawn by inverse CDF; the point moves there with intensity 0.9 x 255 a / r_f^2 (clipped to 255). I is
+    the protocol's focal-corrected intensity (:func:`focal_correction`; ``ring`` None: no correction).
+    """
     out = pts.astype(np.float32, copy=True)
     if not len(pts):
         return out
-    r_grid, u_grid, cum = _snow_table(float(rate), float(v))
+    r_grid, cum, occ = _snow_table(float(rate), float(v))
+    k = _to_255(pts)
     r = ranges(pts)
-    row = np.minimum(np.searchsorted(r_grid.astype(np.float32), r), len(r_grid) - 1)
-    p_hit = (1.0 - np.exp(-cum[:, -1])).astype(np.float32)[row]
+    i_adj = pts[:, 3] * np.float32(k)
+    if ring is not None:
+        i_adj = i_adj - focal_correction(r, ring, num_beams)
+    row = np.clip(np.rint(i_adj), 0, 255).astype(np.int64)
+    col = np.minimum(np.searchsorted(r_grid.astype(np.float32), r), len(r_grid) - 1)
+    p_hit = 1.0 - np.exp(-cum[row, col])
     hit = (u_hit < p_hit) & (r > SNOW_SENSOR["r_min"])
-    out[:, 3] *= np.exp(np.float32(-2 * snow_physics(rate, v)["extinction"]) * r)
     if hit.any():
-        target = -np.log1p(-u_pos[hit] * p_hit[hit])  # inverse CDF of the first hit along the beam
-        rows = cum[row[hit]]
-        j = np.clip((rows < target[:, None]).sum(axis=1), 1, len(u_grid) - 1)
-        c0, c1 = rows[np.arange(len(j)), j - 1], rows[np.arange(len(j)), j]
+        h = np.nonzero(hit)[0]
+        target = -np.log1p(-u_pos[h] * p_hit[h])  # the first flake: inverse CDF along the beam
+        # one searchsorted over all rows: offset each row so the flattened table is increasing
+        big = float(cum[:, -1].max()) + 1.0
+        flat = (cum + np.arange(256)[:, None] * big).ravel()
+        j = np.searchsorted(flat, target + row[h] * big) - row[h] * cum.shape[1]
+        j = np.clip(j, 1, np.minimum(col[h], cum.shape[1] - 1))
+        c0, c1 = cum[row[h], j - 1], cum[row[h], j]
         frac = np.clip((target - c0) / np.maximum(c1 - c0, 1e-12), 0.0, 1.0)
-        uu = u_grid[j - 1] + frac * (u_grid[j] - u_grid[j - 1])
-        r_f = SNOW_SENSOR["r_min"] + uu * (np.minimum(r[hit], r_grid[-1]) - SNOW_SENSOR["r_min"])
-        out[hit, :3] = pts[hit, :3] * (r_f / r[hit])[:, None].astype(np.float32)
+        r_f = r_grid[j - 1] + frac * (r_grid[j] - r_grid[j - 1])
+        out[h, :3] = pts[h, :3] * (r_f / r[h])[:, None].astype(np.float32)
+        inten = SNOW_SENSOR["flake_intensity"] * occ[row[h], j] / r_f ** 2
+        if ring is not None:
+            inten = inten + focal_correction(r_f, np.asarray(ring)[h], num_beams)
+        inten = np.clip(inten, 0.0, 255.0)
+        out[h, 3] = (inten / k).astype(np.float32)
     return out
 
 
