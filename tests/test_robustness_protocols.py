@@ -425,3 +425,23 @@ def test_metric_suite_records_fingerprints_and_refuses_no_op(tmp_path):
     no_op = SU.Perturbation("noop/1", "corruptions", lambda s, rng: dict(s), {"corruption": "noop", "severity": 1})
     with pytest.raises(P.NothingChanged, match="noop/1 changed nothing"):
         SU.run_metric_suite([no_op], evaluate, tmp_path / "b")
+
+
+def test_snow_focal_correction_and_echo_rule():
+    # laser 0 of snow/calib/20171102_64E_S3.yaml: focal distance 8 m, slope 0.95
+    assert R.SNOW_FOCAL[:2] == ((8.0, 0.95), (12.5, 1.0)) and len(R.SNOW_FOCAL) == 32
+    want = 255 * 0.95 * abs((1 - 800 / 13100) ** 2 - (1 - 30 / 120) ** 2)
+    assert float(R.focal_correction(np.array([30.0]), np.array([0]))[0]) == pytest.approx(want, rel=1e-5)
+    assert want == pytest.approx(77.30, abs=0.01)
+    # a dim return loses to flakes far more often than a bright one at the same range
+    n = 4000
+    pts = np.zeros((n, 5), np.float32)
+    pts[:, 0] = 40.0
+    dim, bright = pts.copy(), pts.copy()
+    bright[:, 3] = 255.0
+    hit = {}
+    for name, p in (("dim", dim), ("bright", bright)):
+        out = R.snow(p, 3, np.random.default_rng(0), ring=np.full(n, 16))
+        hit[name] = float((out[:, 0] != 40.0).mean())
+        assert (out[:, 0] <= 40.0).all() and (out[:, 0] >= R.SNOW_SENSOR["r_min"] - 1e-4).all()
+    assert hit["dim"] > 0.3 and hit["bright"] < hit["dim"] / 2
