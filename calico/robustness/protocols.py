@@ -139,7 +139,9 @@ def _robo3d_fn(name: str, severity: int, layout: robo3d.BeamLayout) -> Callable[
 class TemporalMisalignment(Recorded):
     """MultiCorrupt temporal misalignment: each camera (and, separately, the whole LiDAR frame) shows the
     previous frame of the same scene with the level's probability (img_converter.py:84-98,
-    lidar_converter.py:196-200). Needs ``source``: the dataset (``load_points`` / ``load_cameras`` by index)."""
+    lidar_converter.py:196-200). Needs ``source``: the dataset (``load_points`` / ``load_cameras`` by index).
+    The converters take the previous entry of the info list whatever its scene (from the 2nd entry for cameras,
+    the 3rd for the LiDAR); we only take a previous frame of the same scene, and then from the 2nd frame for both."""
 
     severity: int = 1
 
