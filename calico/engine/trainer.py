@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from calico.cli import CalicoError
+from calico.config import TrainConfig
 from calico.data.batch import move_to
 from calico.engine import dist
 from calico.engine.checkpoint import (
@@ -36,7 +36,8 @@ from calico.engine.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from calico.engine.optim import TrainSettings, build_optimizer, build_scheduler
+from calico.engine.optim import build_optimizer, build_scheduler
+from calico.errors import CalicoError
 
 Hook = Callable[[str, "Trainer"], None]
 
@@ -64,16 +65,18 @@ class Trainer:
     ``{"parts": ...}`` or ``{"model": ...}``). ``hooks``: ``hook(event, trainer)`` with event in
     ``step_start``, ``step_end``, ``epoch_end``. ``resume``: continue from ``run_dir/last.pt``.
     ``lr_mult``: ``{id(param): multiplier of the lr}`` (``calico.engine.optim.build_optimizer``).
+    ``settings`` is the config's training section (``cfg.finetune`` / ``cfg.pretrain``, both a ``TrainConfig``);
+    ``num_workers``: DataLoader workers (``cfg.data.num_workers``).
     """
 
-    def __init__(self, settings: TrainSettings | Any, run_dir: str | Path, module: nn.Module, dataset,
+    def __init__(self, settings: TrainConfig, run_dir: str | Path, module: nn.Module, dataset,
                  collate_fn: Callable | None = None, seed: int = 0, params: Iterable[nn.Parameter] | None = None,
                  extra_state: Callable[[], dict[str, Any]] | None = None, hooks: list[Hook] | None = None,
                  resume: bool = False, find_unused: bool | None = None, shuffle: bool = True,
-                 lr_mult: dict[int, float] | None = None):
+                 lr_mult: dict[int, float] | None = None, num_workers: int = 0):
         if not isinstance(module, nn.Module):
             raise TypeError(f"Trainer needs an nn.Module with forward(batch, generator); got {type(module)}")
-        self.s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_section(settings)
+        self.s, self.num_workers = settings, int(num_workers)
         self.run_dir = Path(run_dir)
         self.seed, self.collate_fn, self.shuffle = int(seed), collate_fn, shuffle
         self.extra_state, self.hooks = extra_state, list(hooks or [])
@@ -158,6 +161,7 @@ class Trainer:
             self.log(f"resume: checkpoint from {ckpt.get('world_size')} processes, now {self.world}: "
                      "the sample order and RNG streams will differ from an uninterrupted run")
         set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        self.last_checkpoint = path
         self.log(f"resumed from {path}: epoch {self.epoch}, step {self.step_in_epoch} in epoch, "
                  f"global step {self.global_step}")
 
@@ -169,7 +173,7 @@ class Trainer:
         # (which would make the run depend on when iterators are created, and break exact resume).
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
         return DataLoader(self.dataset, batch_size=self.s.batch_size, sampler=self.sampler,
-                          collate_fn=self.collate_fn, num_workers=self.s.num_workers, generator=gen,
+                          collate_fn=self.collate_fn, num_workers=self.num_workers, generator=gen,
                           worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda", drop_last=False)
 
     # ---------------------------------------------------------------------------------------- checkpoints
@@ -246,6 +250,13 @@ class Trainer:
                  f"{self.s.epochs} epochs x {self.steps_per_epoch} steps (total {self.total_steps}), "
                  f"batch {self.s.batch_size}/process, lr {self.s.lr}, schedule {self.s.schedule}, "
                  f"amp {self.amp_dtype if self.amp else 'off'}")
+        self.already_complete = self.global_step >= self.total_steps
+        if self.total_steps == 0:
+            self.log(f"nothing to train: {self.s.epochs} epochs x {self.steps_per_epoch} steps"
+                     + (f", max_steps {self.s.max_steps}" if self.s.max_steps else "") + " = 0 steps")
+        elif self.already_complete:
+            self.log(f"the run is already complete: global step {self.global_step} of {self.total_steps}; "
+                     f"checkpoint {self.last_checkpoint}")
         bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not dist.is_main(),
                    desc="train", dynamic_ncols=True)
         window: dict[str, float] = {}
@@ -278,7 +289,8 @@ class Trainer:
                     self._hook("epoch_end")
             if self.global_step >= self.total_steps and self.step_in_epoch != 0:
                 self.save_checkpoint()  # max_steps stopped mid-epoch
-            self.log(f"finished at global step {self.global_step}; checkpoint {self.last_checkpoint}")
+            self.log(f"finished at global step {self.global_step}; "
+                     + (f"checkpoint {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint written"))
         finally:
             bar.close()
             if self.tb is not None:
@@ -287,7 +299,8 @@ class Trainer:
                 handler.close()
                 self.logger.removeHandler(handler)
         return {"global_step": self.global_step, "epoch": self.epoch, "logs": self.last_logs,
-                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
+                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+                "already_complete": self.already_complete and self.total_steps > 0}
 
     def _write_scalars(self, window: dict[str, float], n: int, t0: float) -> float:
         now = time.perf_counter()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from calico.config import Config
-from calico.engine import Trainer, TrainSettings, dist, load_init
+from calico.engine import Trainer, dist, load_init
 from calico.engine.trainer import Hook
 
 
@@ -39,7 +39,7 @@ def pretrained_lr_mult(model: nn.Module, parts: set[str], mult: float) -> dict[i
 
 def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None = None, resume: bool = False,
              evaluate: bool = True, dataset: Any = None, collate_fn: Any = None, model: nn.Module | None = None,
-             hooks: list[Hook] | None = None) -> dict[str, Any]:
+             hooks: list[Hook] | None = None, init_partial: bool = False) -> dict[str, Any]:
     """Fine-tune ``build_model(cfg.model, cfg.data)`` on ``cfg.finetune.fraction`` of the train split.
 
     The caller has seeded the RNGs and created ``run_dir`` (see ``calico.engine.runsetup.start_run``).
@@ -47,7 +47,9 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     ``model`` replace the defaults (tests). Returns the trainer's summary, with
     ``metrics`` when the evaluation ran.
     """
-    ft = cfg.finetune
+    from calico.engine.runsetup import decide_segmentation  # no map ground truth: segmentation off
+
+    ft, cfg = cfg.finetune, decide_segmentation(cfg, dataset)
     if model is None:
         from calico.models import build_model
 
@@ -70,20 +72,19 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     resumed = resume and (run_dir / "last.pt").is_file()
     loaded: set[str] = set()
     for path in ([init] if isinstance(init, str) else init) if init else []:
-        report = load_init(model, path, verbose=dist.is_main() and not resumed)
+        report = load_init(model, path, verbose=dist.is_main() and not resumed, partial=init_partial)
         loaded |= {name for name, part in report.parts.items() if part.loaded > 0 and name != "(other)"}
     lr_mult = pretrained_lr_mult(model, loaded, ft.pretrained_lr_mult)
     if dist.is_main():
         print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
-    settings = TrainSettings.from_section(ft, num_workers=cfg.data.num_workers)
-    trainer = Trainer(settings, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
+    trainer = Trainer(ft, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
                       extra_state=lambda: {"model": model.state_dict(), "kind": "finetune",
                                            "config": cfg.to_dict()},
-                      hooks=hooks, resume=resume, lr_mult=lr_mult)
+                      hooks=hooks, resume=resume, lr_mult=lr_mult, num_workers=cfg.data.num_workers)
     summary = trainer.fit()
     if evaluate and dist.is_main():
-        from calico.engine.runsetup import try_evaluation
+        from calico.eval.runner import try_evaluation
 
         summary["metrics"] = try_evaluation(model, cfg, ft.val_split, run_dir / "eval")
     dist.barrier()

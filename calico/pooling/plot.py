@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def box_corners(box: np.ndarray) -> np.ndarray:
-    """(5, 2) closed BEV outline of a box ``x, y, z, w, l, h, yaw``."""
-    x, y, w, length, yaw = box[0], box[1], box[3], box[4], box[6]
-    c, s = np.cos(yaw), np.sin(yaw)
-    local = np.array([[length, w], [length, -w], [-length, -w], [-length, w], [length, w]]) / 2
-    return local @ np.array([[c, s], [-s, c]]) + [x, y]
+from calico.data.geometry import box_corners
 
 
 def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: str | Path,
@@ -27,7 +21,8 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
     less = regions < 0
     ax.scatter(xyz[less, 0], xyz[less, 1], s=0.2, c="#b0b0b0", linewidths=0)
     rng = np.random.default_rng(0)
-    palette = rng.uniform(0.1, 0.95, size=(max(1, int(regions.max()) + 1), 3))
+    n_regions = int(regions.max()) + 1 if len(regions) else 0
+    palette = rng.uniform(0.1, 0.95, size=(max(1, n_regions), 3))
     ax.scatter(xyz[~less, 0], xyz[~less, 1], s=0.8, c=palette[regions[~less]], linewidths=0)
     for box in boxes:
         cx = box_corners(box)
@@ -37,17 +32,23 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
     ax.set_aspect("equal")
     ax.set_xlabel("x (m, LiDAR frame)")
     ax.set_ylabel("y (m)")
-    ax.set_title(title or f"{int(regions.max()) + 1} regions (colours), semantic-less grey, GT boxes red")
+    ax.set_title(title or f"{n_regions} regions (colours), semantic-less grey, GT boxes red")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, bbox_inches="tight")
+    except OSError as exc:
+        from calico.errors import CalicoError
+
+        raise CalicoError(f"--out {out}: cannot write the picture ({exc.strerror or exc})") from exc
+    finally:
+        plt.close(fig)
     return out
 
 
 def plot_sample(ds, sample: str, out: str | Path) -> Path:
     """Pool and plot one sample of a ``NuScenesDataset`` given by token or index."""
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
     from calico.pooling.core import semantic_pooling
 
     tokens = [r["token"] for r in ds.records]
@@ -60,5 +61,6 @@ def plot_sample(ds, sample: str, out: str | Path) -> Path:
     pts = ds.load_points(i)
     regions = semantic_pooling(pts, ds.cfg.pooling)
     rec = ds.records[i]
-    title = f"{rec.get('scene_name', '')} {rec['token'][:8]}: {int(regions.max()) + 1} regions"
+    n = int(regions.max()) + 1 if len(regions) else 0
+    title = f"{rec.get('scene_name', '')} {rec['token'][:8]}: {n} regions" + ("" if len(pts) else " (0 points)")
     return plot_regions(pts[:, :3], regions, np.asarray(rec["gt_boxes"]), out, title)

@@ -23,11 +23,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calico.cli import CalicoError
+from calico.errors import CalicoError
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES
 from calico.robustness.protocols import PROTOCOLS
 from calico.robustness.spoofing import TRACE_SIZES
 from calico.robustness.suite import SUITES, Perturbation
+from calico.utils.cliargs import add_set_argument
 
 CAMERA_ONLY = ("brightness", "darkness", "camera_motion_blur", "camera_fog", "camera_snow", "missing_camera")
 
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataroot", help="nuScenes-format dataroot (prepared with `calico prepare`)")
     parser.add_argument("--config", default=None,
                         help="preset (paper, cpu) or config.json; default: config.json next to --ckpt")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    add_set_argument(parser)
     parser.add_argument("--split", default="val")
     parser.add_argument("--suite", default="all", choices=[*SUITES, "all"])
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
@@ -129,8 +130,9 @@ def run_protocol_cli(args: argparse.Namespace, model: Any, cfg: Any, out: Path) 
 
 def run(args: argparse.Namespace) -> int:
     from calico.robustness import plots, suite
+    from calico.utils.runinfo import writable_dir
 
-    out = Path(args.out)
+    out = writable_dir(args.out)
     if args.plot:
         try:
             results = plots.load_results(args.plot)
