@@ -4,6 +4,14 @@
     calico robustness --ckpt K0 ... --suite corruptions --out scratch/          # the mCE baseline (100 %)
     calico robustness --ckpt K1 ... --suite corruptions --baseline scratch/ --out calico/
     calico robustness --plot scratch/ calico/ --out figs/                      # Fig. 2 and Fig. 3 bars
+    calico robustness --ckpt K0 ... --protocol robo3d --out r3d_rand/          # Robo3D / nuScenes-C (mRR)
+    calico robustness --ckpt K1 ... --protocol robo3d --baseline r3d_rand/ --out r3d_calico/   # + CE, mCE
+    calico robustness --ckpt K1 ... --protocol multicorrupt [--baseline REF/] --out mc/        # RA, mRA (+ RRA)
+    calico robustness --ckpt K1 ... --protocol calico-physics --out phys/      # our physical set, fingerprinted
+
+With --protocol: one DIR/<corruption>_<level>/corruption.json per corrupted evaluation (metrics, parameters and
+the fingerprint of what the corruption changed; the run fails if a corruption changed nothing), and
+DIR/robustness.json + DIR/robustness.md with the benchmark's own tables.
 
 Writes DIR/robustness.json (all numbers), DIR/robustness.md (tables) and one evaluation folder per
 perturbation (devkit metric files).
@@ -17,9 +25,12 @@ from typing import Any
 
 from calico.errors import CalicoError
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES
+from calico.robustness.protocols import PROTOCOLS
 from calico.robustness.spoofing import TRACE_SIZES
 from calico.robustness.suite import SUITES, Perturbation
 from calico.utils.cliargs import add_set_argument
+
+CAMERA_ONLY = ("brightness", "darkness", "camera_motion_blur", "camera_fog", "camera_snow", "missing_camera")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_set_argument(parser)
     parser.add_argument("--split", default="val")
     parser.add_argument("--suite", default="all", choices=[*SUITES, "all"])
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="a published protocol instead of --suite: robo3d (nuScenes-C, mCE/mRR), multicorrupt "
+                             "(RA/mRA, RRA with --baseline) or calico-physics (our own physical set)")
     parser.add_argument("--out", required=True, help="output folder (with --plot: the figures' folder)")
     parser.add_argument("--seed", type=int, default=0, help="seeds every perturbation (per sample index)")
-    parser.add_argument("--corruptions", nargs="+", default=list(CORRUPTIONS), choices=list(CORRUPTIONS))
-    parser.add_argument("--severities", nargs="+", type=int, default=list(SEVERITIES), choices=list(SEVERITIES))
+    parser.add_argument("--corruptions", nargs="+", default=None,
+                        help=f"default: all of the suite's / protocol's (--suite corruptions: {list(CORRUPTIONS)})")
+    parser.add_argument("--severities", nargs="+", type=int, default=None,
+                        help=f"default: all levels (--suite corruptions: {list(SEVERITIES)}; protocols: 1 2 3)")
+    parser.add_argument("--lidar-beams", type=int, default=32,
+                        help="--protocol: beams of the spinning LiDAR, for ring recovery (nuScenes HDL-32E: 32)")
+    parser.add_argument("--lidar-elevation", type=float, nargs=2, default=(-30.67, 10.67), metavar=("MIN", "MAX"),
+                        help="--protocol: elevation (deg) of the lowest and highest beam, evenly spaced between")
     parser.add_argument("--baseline", help="robustness.json (or its folder) of the randomly initialised model: "
                                            "adds CE per corruption and mCE")
     parser.add_argument("--label", default="", help="method name shown in the plots (default: --out's name)")
@@ -64,7 +84,48 @@ def make_evaluator(model: Any, cfg: Any, split: str) -> Any:
         summary = run_evaluation(model, cfg, split, out_dir, dataset=dataset, nusc=nusc, transform=pert)
         return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
 
+    evaluate.dataset = dataset  # type: ignore[attr-defined]  # the frames temporal misalignment reads
     return evaluate
+
+
+def run_protocol_cli(args: argparse.Namespace, model: Any, cfg: Any, out: Path) -> int:
+    import json
+
+    from calico.robustness import plots, protocols
+
+    try:
+        from calico.robustness.robo3d import BeamLayout
+
+        layout = BeamLayout(args.lidar_beams, *args.lidar_elevation)
+        plan = protocols.protocol_plan(args.protocol, args.seed, args.corruptions, args.severities, layout)
+    except ValueError as exc:
+        raise CalicoError(str(exc)) from exc
+    evaluate = make_evaluator(model, cfg, args.split)
+    dataset = evaluate.dataset  # type: ignore[attr-defined]
+    if args.protocol == "multicorrupt" and not getattr(dataset, "load_images", True):
+        skipped = sorted({p.params["corruption"] for p in plan if p.params["corruption"] in CAMERA_ONLY})
+        plan = [p for p in plan if p.params["corruption"] not in CAMERA_ONLY]
+        if skipped:
+            print(f"the model has no camera branch (no images loaded): skipped {skipped}")
+    try:
+        results = protocols.run_protocol(args.protocol, plan, evaluate, out, source=dataset)
+    except protocols.NothingChanged as exc:
+        raise CalicoError(str(exc)) from exc
+    results.update({"label": args.label or out.name, "ckpt": str(args.ckpt), "split": args.split, "seed": args.seed})
+    if args.baseline:
+        base = plots.load_results([args.baseline])[0][1]
+        try:
+            protocols.add_baseline(results, base)
+        except (ValueError, KeyError) as exc:
+            raise CalicoError(f"{args.baseline}: {exc}") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "robustness.json"
+    path.write_text(json.dumps(results, indent=2, default=float))
+    table = protocols.protocol_tables(results)
+    (out / "robustness.md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {path}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +153,15 @@ def run(args: argparse.Namespace) -> int:
     from calico.eval.cli import load_finetuned
 
     cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.set, device=args.device)
+    if args.protocol:
+        return run_protocol_cli(args, model, cfg, out)
+    bad = sorted(set(args.corruptions or ()) - set(CORRUPTIONS)) + \
+        [s for s in (args.severities or ()) if s not in SEVERITIES]
+    if bad:
+        raise CalicoError(f"--suite takes corruptions {list(CORRUPTIONS)} and severities {list(SEVERITIES)}; "
+                          f"got {bad} (the Robo3D / MultiCorrupt names need --protocol)")
+    args.corruptions = args.corruptions or list(CORRUPTIONS)
+    args.severities = args.severities or list(SEVERITIES)
     groups = list(SUITES) if args.suite == "all" else [args.suite]
     results: dict[str, Any] = {"label": args.label or out.name, "ckpt": str(args.ckpt), "split": args.split,
                                "seed": args.seed}
@@ -99,7 +169,12 @@ def run(args: argparse.Namespace) -> int:
     if metric_groups:
         plan = [p for g in metric_groups
                 for p in suite.suite_plan(g, args.seed, args.corruptions, args.severities)]
-        results.update(suite.run_metric_suite(plan, make_evaluator(model, cfg, args.split), out))
+        from calico.robustness.protocols import NothingChanged
+
+        try:
+            results.update(suite.run_metric_suite(plan, make_evaluator(model, cfg, args.split), out))
+        except NothingChanged as exc:
+            raise CalicoError(str(exc)) from exc
         if args.baseline and results.get("corruptions"):
             base = plots.load_results([args.baseline])[0][1]
             try:

@@ -85,11 +85,13 @@ def ring_elevations() -> np.ndarray:
     return np.deg2rad(np.linspace(ELEV_MIN_DEG, ELEV_MAX_DEG, NUM_RINGS))
 
 
-def ring_from_elevation(points: np.ndarray) -> np.ndarray:
-    """Nearest of 32 evenly spaced elevations in [-30.67, 10.67] deg (the HDL-32E layout), as int64."""
+def ring_from_elevation(points: np.ndarray, num_rings: int = NUM_RINGS, elev_min_deg: float = ELEV_MIN_DEG,
+                        elev_max_deg: float = ELEV_MAX_DEG) -> np.ndarray:
+    """Nearest of ``num_rings`` evenly spaced elevations in [elev_min, elev_max] deg, as int64 (default: the
+    HDL-32E layout, 32 rings over [-30.67, 10.67] deg)."""
     elev = np.degrees(np.arctan2(points[:, 2], np.linalg.norm(points[:, :2], axis=1)))
-    step = (ELEV_MAX_DEG - ELEV_MIN_DEG) / (NUM_RINGS - 1)
-    return np.clip(np.rint((elev - ELEV_MIN_DEG) / step), 0, NUM_RINGS - 1).astype(np.int64)
+    step = (elev_max_deg - elev_min_deg) / (num_rings - 1)
+    return np.clip(np.rint((elev - elev_min_deg) / step), 0, num_rings - 1).astype(np.int64)
 
 
 def _ranges(points: np.ndarray) -> np.ndarray:
@@ -276,8 +278,19 @@ PAPER_CORRUPTIONS: tuple[str, ...] = ("snow", "fog", "motion_blur")  # the three
 
 
 def corrupt(points: np.ndarray, name: str, severity: int, rng: np.random.Generator,
-            ring: np.ndarray | None = None) -> np.ndarray:
-    """Apply corruption ``name`` (a key of ``CORRUPTIONS``)."""
+            ring: np.ndarray | None = None, **kwargs: object) -> np.ndarray:
+    """Apply corruption ``name``: a key of ``CORRUPTIONS`` (the project's physical set, severities 1..5),
+    ``"robo3d/<name>"`` (Robo3D / nuScenes-C, severities 1..3, :mod:`calico.robustness.robo3d`; keyword
+    arguments ``boxes``, ``labels``, ``layout``, ``keyframe_only`` go there) or ``"multicorrupt/<name>"``
+    (MultiCorrupt's LiDAR corruptions, severities 1..3, :mod:`calico.robustness.multicorrupt`)."""
+    if name.startswith("robo3d/"):
+        from calico.robustness.robo3d import corrupt_robo3d
+
+        return corrupt_robo3d(points, name.split("/", 1)[1], severity, rng, ring=ring, **kwargs)  # type: ignore[arg-type]
+    if name.startswith("multicorrupt/"):
+        from calico.robustness.multicorrupt import corrupt_lidar
+
+        return corrupt_lidar(points, name.split("/", 1)[1], severity, rng, ring=ring, **kwargs)  # type: ignore[arg-type]
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose from {sorted(CORRUPTIONS)}")
     return CORRUPTIONS[name](points, severity, rng, ring=ring)

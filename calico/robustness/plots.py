@@ -65,13 +65,22 @@ def plot_ce(results: list[tuple[str, dict[str, Any]]], out: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_ce = [(lab, r) for lab, r in results if r.get("CE")]
+    def ce_of(r: dict[str, Any]) -> dict[str, Any] | None:
+        """{"CE", "mCE"} of a --suite result, or of a --protocol result's NDS (run with --baseline)."""
+        if r.get("CE"):
+            return {"CE": r["CE"], "mCE": r["mCE"]}
+        nds = r.get("metrics", {}).get("NDS", {}) if r.get("protocol") else {}
+        return {"CE": nds["CE"], "mCE": nds["mCE"]} if nds.get("CE") else None
+
+    with_ce = [(lab, ce) for lab, r in results if (ce := ce_of(r))]
     if not with_ce:
         raise ValueError("none of the results has corruption errors (run with --baseline)")
+    protocols = {r.get("protocol") for _, r in results if r.get("protocol")}
     names = sorted({c for _, r in with_ce for c in r["CE"]})
     series = {lab: [100 * r["CE"].get(c, np.nan) for c in names] + [100 * r["mCE"]] for lab, r in with_ce}
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    _grouped_bars(ax, names + ["mCE"], series, "corruption error (%) ↓", "LiDAR corruptions")
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 2), 3.5))
+    title = f"{', '.join(sorted(protocols))} corruptions (NDS)" if protocols else "LiDAR corruptions"
+    _grouped_bars(ax, names + ["mCE"], series, "corruption error (%) ↓", title)
     ax.axhline(100, color="k", lw=0.8, ls="--")
     fig.tight_layout()
     fig.savefig(out, dpi=150)

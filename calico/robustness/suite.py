@@ -170,12 +170,24 @@ def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_size
 def run_metric_suite(plan: Sequence[Perturbation], evaluate: Callable[[Perturbation | None, Path], dict[str, float]],
                      out_dir: str | Path, key: str = "NDS") -> dict[str, Any]:
     """Evaluate clean and every perturbation of ``plan``; returns the results dict (see :func:`summarise`)."""
+    from calico.robustness.protocols import NothingChanged, Recorded, changed_nothing, collect_fingerprint
+
     out_dir = Path(out_dir)
     clean = evaluate(None, out_dir / "clean")
     runs = {}
     for pert in tqdm(plan, desc="robustness"):
-        metrics = evaluate(pert, out_dir / pert.name.replace("/", "_"))
-        runs[pert.name] = {"group": pert.group, "params": pert.params, "metrics": metrics}
+        folder = out_dir / pert.name.replace("/", "_")
+        # the same name, hence the same seeds, plus a per-sample fingerprint of what it changed
+        rec = pert if isinstance(pert, Recorded) else Recorded(pert.name, pert.group, pert.fn, pert.params, pert.seed)
+        rec.record_dir = str(folder / "fingerprint")
+        for old in Path(rec.record_dir).glob("*.jsonl"):
+            old.unlink()
+        metrics = evaluate(rec, folder)
+        fp = collect_fingerprint(rec.record_dir)
+        if fp["samples"] and changed_nothing(fp):
+            raise NothingChanged(f"{pert.name} changed nothing in {fp['samples']} samples (fingerprint {fp}): its "
+                                 f"evaluation would equal the clean one")
+        runs[pert.name] = {"group": pert.group, "params": pert.params, "metrics": metrics, "fingerprint": fp}
     return summarise(clean, runs, key)
 
 
