@@ -7,6 +7,7 @@ points onto the BEV raster of calico.models.bev), ``camera_backbone(images)`` an
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -25,7 +26,7 @@ def small_cfg():
         f"model.bev_size={S}", "model.lidar_channels=8", "model.camera_channels=4",
         "model.camera_neck_channels=6", "pretrain.proj_hidden=16", "pretrain.proj_out=8",
         "pretrain.num_rich=24", "pretrain.num_less=24", "pretrain.proposal_anchors=8",
-        "pretrain.simipu_points=32",
+        "pretrain.simipu_points=32", "model.decoder_channels=12",
     ])
 
 
@@ -76,6 +77,9 @@ class StandInModel(nn.Module):
         self.lidar_backbone = StandInLidar(cfg)
         self.camera_backbone = StandInCamera(cfg)
         self.view_transform = StandInViewTransform(cfg)
+        # a decoder with its own channel count and BatchNorm, as BEVDecoder (features="decoder" reads it)
+        self.lidar_decoder = nn.Sequential(nn.Conv2d(cfg.model.lidar_channels, cfg.model.decoder_channels, 3,
+                                                     padding=1), nn.BatchNorm2d(cfg.model.decoder_channels))
         self.det_head = nn.Conv2d(cfg.model.lidar_channels, 3, 1)
 
     def extract(self, batch):
@@ -290,3 +294,73 @@ def test_batch_without_regions_gives_zero_loss_with_gradients_for_ddp(name):
     loss.backward()
     for part in TRAINED[name]:
         assert all(p.grad is not None for p in getattr(model, part).parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", ["prc", "pointcontrast", "proposalcontrast", "simipu"])
+def test_decoder_features_train_and_checkpoint_lidar_decoder(name):
+    cfg = small_cfg()
+    cfg.pretrain.features = "decoder"
+    method, model, loss, logs = _run(name, cfg=cfg)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for part in ("lidar_backbone", "lidar_decoder"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, part).parameters()), part
+    assert all(p.grad is None for p in model.det_head.parameters())
+    assert set(method.backbone_state_dict()) == TRAINED[name] | {"lidar_decoder"}
+    # the projectors read decoder_channels (12), not lidar_channels (8)
+    proj = method.p_plrc if name == "prc" else method.p_lidar if name == "simipu" else method.proj
+    assert proj.net[0].in_features == cfg.model.decoder_channels
+
+
+@pytest.mark.parametrize("name", ["rad", "bevdistill"])
+def test_decoder_features_distil_from_frozen_backbone_and_decoder(name):
+    cfg = small_cfg()
+    cfg.pretrain.features = "decoder"
+    method, model, loss, logs = _run(name, cfg=cfg)
+    assert not model.lidar_decoder.training and not model.lidar_backbone.training
+    bn = model.lidar_decoder[1]
+    before = bn.running_mean.clone()
+    loss, _ = method(make_batch(), torch.Generator().manual_seed(1))
+    loss.backward()
+    assert torch.equal(bn.running_mean, before)
+    assert all(p.grad is None for part in ("lidar_backbone", "lidar_decoder")
+               for p in getattr(model, part).parameters())
+    assert any(p.grad is not None for p in model.camera_backbone.parameters())
+    assert set(method.backbone_state_dict()) == TRAINED[name] | {"lidar_backbone", "lidar_decoder"}
+
+
+def test_bad_features_or_sampling_is_refused():
+    for field, value in (("features", "neck"), ("sampling", "grid")):
+        cfg = small_cfg()
+        setattr(cfg.pretrain, field, value)
+        with pytest.raises(ValueError, match=f"pretrain.{field}"):
+            build_method("prc", StandInModel(cfg), cfg)
+
+
+def test_uniform_and_cell_sampling_both_run_and_cell_keeps_one_row_per_cell():
+    cfg = small_cfg()
+    cfg.pretrain.sampling = "uniform"
+    u = _run("prc", cfg=cfg)[3]
+    cfg = small_cfg()
+    assert cfg.pretrain.sampling == "cell"
+    method, _, _, c = _run("prc", cfg=cfg)
+    batch = make_batch()
+    f1, f2, s = method.two_view_features(batch, torch.Generator().manual_seed(0), batch["regions"])
+    assert f1.shape == (len(s), cfg.model.lidar_channels)
+    assert c["num_less"] <= u["num_less"]
+
+
+def test_prc_decoder_on_the_real_bev_model(real_model):
+    cfg, model, batch = real_model
+    cfg = copy.deepcopy(cfg)
+    cfg.pretrain.features = "decoder"
+    model.zero_grad(set_to_none=True)
+    method = build_method("prc", model, cfg)
+    method.train()
+    loss, _ = method(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    for part in ("lidar_backbone", "lidar_decoder"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, part).parameters()), part
+    assert set(method.backbone_state_dict()) == {"lidar_backbone", "lidar_decoder"}
+    model.zero_grad(set_to_none=True)

@@ -79,3 +79,18 @@ def resample_bev(feature_map: torch.Tensor, src_range: tuple[float, float, float
     grid = torch.stack([gx, gy], -1).to(feature_map.dtype)
     grid = grid.unsqueeze(0).expand(feature_map.shape[0], -1, -1, -1)
     return F.grid_sample(feature_map, grid, mode="bilinear", align_corners=False)
+
+
+def bev_cell_index(xy: torch.Tensor, bev_range: tuple[float, float, float, float],
+                   shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row i, column j) int64 of the raster cell holding each LiDAR-frame point ``xy`` (K, 2).
+
+    ``bev_range`` is (x0, y0, x1, y1) and ``shape`` the map's (rows along +y, columns along +x); cell (i, j)
+    covers ``[x0 + j*dx, x0 + (j+1)*dx) x [y0 + i*dy, y0 + (i+1)*dy)``. Points outside get indices outside
+    ``[0, rows) x [0, cols)``; callers mask them.
+    """
+    x0, y0, x1, y1 = bev_range
+    rows, cols = shape
+    j = torch.floor((xy[:, 0] - x0) / ((x1 - x0) / cols)).long()
+    i = torch.floor((xy[:, 1] - y0) / ((y1 - y0) / rows)).long()
+    return i, j

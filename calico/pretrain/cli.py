@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = build_model(cfg.model, cfg.data)
         for path in (args.init or []) if not resuming else []:
-            parts = ["lidar_backbone"] if stage in TEACHER_STAGES else None
+            # the teacher is the LiDAR map the stage reads: after the decoder when pretrain.features="decoder"
+            teacher = ["lidar_backbone", "lidar_decoder"] if cfg.pretrain.features == "decoder" else ["lidar_backbone"]
+            parts = teacher if stage in TEACHER_STAGES else None
             load_init(model, path, parts=parts, verbose=dist.is_main())
         try:
             method = build_method(stage, model, cfg)

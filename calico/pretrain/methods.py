@@ -16,6 +16,12 @@ LiDAR family (train ``lidar_backbone``): ``prc`` (eq. 1 + 2), ``plrc`` (eq. 1), 
 ``pointcontrast``, ``proposalcontrast``. Camera family (train ``camera_backbone`` + ``view_transform`` against
 a frozen LiDAR teacher, which the caller loads from the PRC checkpoint *before* building the method):
 ``rad`` (eq. 3), ``bevdistill``, ``vanilla_distill``. ``simipu`` trains both backbones jointly.
+
+``pretrain.features == "decoder"`` makes every method read the LiDAR map after ``lidar_decoder``
+(``decoder_channels``) instead of F^LiDAR: the LiDAR family and SimIPU then train and checkpoint
+``lidar_decoder`` too, and the distillation teacher is ``lidar_backbone`` + ``lidar_decoder``.
+``pretrain.sampling`` picks the point draw of ``calico.pretrain.sampling`` ("uniform" or "cell"; the cell
+grid is the spatial shape of the map the rows are read from).
 """
 
 from __future__ import annotations
@@ -27,17 +33,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from calico.config import Config
-from calico.models.bev import bev_coords, sample_bev
+from calico.models.bev import bev_cell_index, bev_coords, sample_bev
 from calico.pretrain import losses
 from calico.pretrain.augment import augment_batch_points
 from calico.pretrain.projector import (
     Projector,
     ProposalAttentionPool,
+    lidar_feature_channels,
     plrc_projector,
     rad_projector,
     rapc_projector,
 )
-from calico.pretrain.sampling import PointSample, sample_points
+from calico.pretrain.sampling import SAMPLING_MODES, PointSample, sample_points
+
+FEATURE_LEVELS = ("backbone", "decoder")
 
 
 def batch_size_of(batch: dict) -> int:
@@ -77,6 +86,14 @@ class PretrainMethod(nn.Module):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        if cfg.pretrain.features not in FEATURE_LEVELS:
+            raise ValueError(f"pretrain.features must be one of {FEATURE_LEVELS}, got {cfg.pretrain.features!r}")
+        if cfg.pretrain.sampling not in SAMPLING_MODES:
+            raise ValueError(f"pretrain.sampling must be one of {SAMPLING_MODES}, got {cfg.pretrain.sampling!r}")
+        self.decoded = cfg.pretrain.features == "decoder"
+        if self.decoded and "lidar_backbone" in self.trained_parts:
+            # the contrast reads the decoder's output, so the decoder is trained (and checkpointed) with it
+            self.trained_parts = (*self.trained_parts, "lidar_decoder")
         x0, y0, _, x1, y1, _ = cfg.data.point_cloud_range
         self.bev_range = (x0, y0, x1, y1)
         for name in self.trained_parts:
@@ -93,6 +110,18 @@ class PretrainMethod(nn.Module):
     def backbone_state_dict(self) -> dict[str, dict[str, Tensor]]:
         """``{part_name: state_dict}`` of the pre-trained model parts, to initialise fine-tuning."""
         return {name: getattr(self.model, name).state_dict() for name in self.trained_parts}
+
+    def lidar_map(self, points: Tensor, batch_size: int) -> Tensor:
+        """The LiDAR BEV map the contrast reads: F^LiDAR, then ``lidar_decoder`` when features="decoder"."""
+        fmap = self.model.lidar_backbone({"points": points, "batch_size": batch_size})
+        return self.model.lidar_decoder(fmap) if self.decoded else fmap
+
+    def sample(self, batch_idx: Tensor, regions: Tensor, views_xy: list[Tensor], batch_size: int, num_rich: int,
+               num_less: int, generator: torch.Generator, fmap: Tensor, allowed: Tensor | None = None) -> PointSample:
+        """``sample_points`` with the configured mode; "cell" cells are those of ``fmap`` (B, C, rows, cols)."""
+        return sample_points(batch_idx, regions, views_xy, self.bev_range, batch_size, num_rich, num_less,
+                             generator, allowed=allowed, mode=self.cfg.pretrain.sampling,
+                             grid_shape=(int(fmap.shape[-2]), int(fmap.shape[-1])))
 
     def sample_features(self, fmap: Tensor, xy: Tensor, batch_idx: Tensor) -> Tensor:
         """Bilinear interpolation of a BEV map at LiDAR-frame positions ``xy`` (K, 2) of frames ``batch_idx``."""
@@ -127,16 +156,17 @@ class _TwoViewLidar(PretrainMethod):
         B = batch_size_of(batch)
         v1, _ = augment_batch_points(points, B, pc, generator)
         v2, _ = augment_batch_points(points, B, pc, generator)
-        if regions is None:  # region-free baselines: N + M points drawn uniformly
-            sample = sample_points(points[:, 0].long(), torch.full_like(points[:, 0], -1, dtype=torch.long),
-                                   [v1[:, 1:3], v2[:, 1:3]], self.bev_range, B, 0, pc.num_rich + pc.num_less,
-                                   generator)
+        v2b = v2.clone()
+        v2b[:, 0] += B
+        # the forward does not touch the generator, so running it first leaves the draws as they were
+        fmap = self.lidar_map(torch.cat([v1, v2b]), 2 * B)
+        if regions is None:  # region-free baselines: N + M semantic-less rows
+            sample = self.sample(points[:, 0].long(), torch.full_like(points[:, 0], -1, dtype=torch.long),
+                                 [v1[:, 1:3], v2[:, 1:3]], B, 0, pc.num_rich + pc.num_less, generator, fmap)
         else:
-            sample = sample_points(points[:, 0].long(), regions, [v1[:, 1:3], v2[:, 1:3]], self.bev_range, B,
-                                   pc.num_rich, pc.num_less, generator)
-        v2 = v2.clone()
-        v2[:, 0] += B
-        fmap = self.model.lidar_backbone({"points": torch.cat([v1, v2]), "batch_size": 2 * B})
+            sample = self.sample(points[:, 0].long(), regions, [v1[:, 1:3], v2[:, 1:3]], B, pc.num_rich,
+                                 pc.num_less, generator, fmap)
+        v2 = v2b
         f1 = self.sample_features(fmap, v1[sample.index, 1:3], sample.batch_idx)
         f2 = self.sample_features(fmap, v2[sample.index, 1:3], sample.batch_idx + B)
         if len(sample) == 0:  # keep the backbone in the graph so DDP's all-reduce still sees its gradients
@@ -228,31 +258,36 @@ class ProposalContrast(_TwoViewLidar):
 
 
 class _FrozenLidarTeacher(PretrainMethod):
-    """Camera branch trained against ``lidar_backbone``, kept in eval mode, no grad, run under no_grad."""
+    """Camera branch trained against the LiDAR teacher (``lidar_backbone``, plus ``lidar_decoder`` when
+    features="decoder"), kept in eval mode, no grad, run under no_grad."""
 
     trained_parts = ("camera_backbone", "view_transform")
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
-        if getattr(model, "lidar_backbone", None) is None:
-            raise ValueError(f"{type(self).__name__} distils from model.lidar_backbone but the model has none")
-        model.lidar_backbone.requires_grad_(False)
-        model.lidar_backbone.eval()
+        self.teacher_parts = ("lidar_backbone", "lidar_decoder") if self.decoded else ("lidar_backbone",)
+        for name in self.teacher_parts:
+            if getattr(model, name, None) is None:
+                raise ValueError(f"{type(self).__name__} distils from model.{name} but the model has none")
+            getattr(model, name).requires_grad_(False)
+            getattr(model, name).eval()
 
     def train(self, mode: bool = True) -> _FrozenLidarTeacher:
         super().train(mode)
-        self.model.lidar_backbone.eval()  # the teacher's BatchNorm statistics must not drift
+        for name in self.teacher_parts:
+            getattr(self.model, name).eval()  # the teacher's BatchNorm statistics must not drift
         return self
 
     def backbone_state_dict(self) -> dict[str, dict[str, Tensor]]:
         """The trained camera parts plus the (unchanged) teacher: one checkpoint initialises both branches,
         e.g. a RAD checkpoint is the complete CALICO initialisation (PRC LiDAR + RAD camera)."""
-        return {**super().backbone_state_dict(), "lidar_backbone": self.model.lidar_backbone.state_dict()}
+        teacher = {name: getattr(self.model, name).state_dict() for name in self.teacher_parts}
+        return {**super().backbone_state_dict(), **teacher}
 
     def teacher_and_student(self, batch: dict) -> tuple[Tensor, Tensor]:
-        """(F^LiDAR detached, F^Camera) on the un-augmented batch."""
+        """(LiDAR teacher map detached, F^Camera) on the un-augmented batch."""
         with torch.no_grad():
-            lidar = self.model.lidar_backbone({"points": batch["points"], "batch_size": batch_size_of(batch)})
+            lidar = self.lidar_map(batch["points"], batch_size_of(batch))
         cam = self.model.view_transform(self.model.camera_backbone(batch["images"]), batch)
         return lidar.detach(), cam
 
@@ -270,9 +305,8 @@ class RegionAwareDistillation(_FrozenLidarTeacher):
         regions = require_regions(batch, "rad")
         points = batch["points"]
         B = batch_size_of(batch)
-        s = sample_points(points[:, 0].long(), regions, [points[:, 1:3]], self.bev_range, B, pc.num_rich, 0,
-                          generator)
         lidar, cam = self.teacher_and_student(batch)
+        s = self.sample(points[:, 0].long(), regions, [points[:, 1:3]], B, pc.num_rich, 0, generator, lidar)
         xy = points[s.index, 1:3]
         c_feat = self.sample_features(cam, xy, s.batch_idx)
         if len(s) == 0:  # keep the camera branch in the graph so DDP's all-reduce still sees its gradients
@@ -287,9 +321,7 @@ class RegionAwareDistillation(_FrozenLidarTeacher):
 def region_bev_mask(points: Tensor, regions: Tensor, batch_size: int, size: int,
                     bev_range: tuple[float, float, float, float]) -> Tensor:
     """(B, S, S) bool: BEV cells (raster of ``calico.models.bev``) holding at least one semantic-rich point."""
-    x0, y0, x1, y1 = bev_range
-    ix = torch.floor((points[:, 1] - x0) / ((x1 - x0) / size)).long()
-    iy = torch.floor((points[:, 2] - y0) / ((y1 - y0) / size)).long()
+    iy, ix = bev_cell_index(points[:, 1:3], bev_range, (size, size))
     keep = (regions >= 0) & (ix >= 0) & (ix < size) & (iy >= 0) & (iy < size)
     mask = torch.zeros(batch_size * size * size, dtype=torch.bool, device=points.device)
     flat = (points[keep, 0].long() * size + iy[keep]) * size + ix[keep]
@@ -302,8 +334,8 @@ class _DenseDistill(_FrozenLidarTeacher):
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
-        # student adapter: F^Camera channels -> F^LiDAR channels (1x1 conv), dropped after pre-training
-        self.adapter = nn.Conv2d(cfg.model.camera_channels, cfg.model.lidar_channels, 1)
+        # student adapter: F^Camera channels -> teacher channels (1x1 conv), dropped after pre-training
+        self.adapter = nn.Conv2d(cfg.model.camera_channels, lidar_feature_channels(cfg), 1)
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         lidar, cam = self.teacher_and_student(batch)
@@ -364,7 +396,7 @@ class SimIPU(PretrainMethod):
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
-        self.p_lidar = plrc_projector(cfg)
+        self.p_lidar = plrc_projector(cfg)  # LiDAR feature channels (decoder's when features="decoder")
         self.p_image = Projector(cfg.model.camera_neck_channels, cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
@@ -375,12 +407,12 @@ class SimIPU(PretrainMethod):
         visible, camera, uv = project_to_images(points[:, 1:4].float(), points[:, 0].long(), batch["lidar2img"],
                                                 (H, W))
         view2, _ = augment_batch_points(points, B, pc, generator)
-        no_regions = torch.full_like(points[:, 0], -1, dtype=torch.long)
-        s = sample_points(points[:, 0].long(), no_regions, [points[:, 1:3], view2[:, 1:3]], self.bev_range, B, 0,
-                          pc.simipu_points, generator, allowed=visible)
         v2 = view2.clone()
         v2[:, 0] += B
-        fmap = self.model.lidar_backbone({"points": torch.cat([points, v2]), "batch_size": 2 * B})
+        fmap = self.lidar_map(torch.cat([points, v2]), 2 * B)
+        no_regions = torch.full_like(points[:, 0], -1, dtype=torch.long)
+        s = self.sample(points[:, 0].long(), no_regions, [points[:, 1:3], view2[:, 1:3]], B, 0, pc.simipu_points,
+                        generator, fmap, allowed=visible)
         f1 = self.sample_features(fmap, points[s.index, 1:3], s.batch_idx)
         f2 = self.sample_features(fmap, v2[s.index, 1:3], s.batch_idx + B)
         img = self.model.camera_backbone(batch["images"])  # (B*N, C, h, w)

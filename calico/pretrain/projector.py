@@ -37,19 +37,26 @@ class Projector(nn.Module):
         return self.net(x)
 
 
+def lidar_feature_channels(cfg: Config) -> int:
+    """Channels of the LiDAR map pre-training reads: F^LiDAR, or the LiDAR decoder's output when
+    ``pretrain.features == "decoder"``."""
+    return cfg.model.decoder_channels if cfg.pretrain.features == "decoder" else cfg.model.lidar_channels
+
+
 def plrc_projector(cfg: Config) -> Projector:
-    """``P_PLRC``: F^LiDAR channels -> ``proj_out``."""
-    return Projector(cfg.model.lidar_channels, cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
+    """``P_PLRC``: LiDAR feature channels -> ``proj_out``."""
+    return Projector(lidar_feature_channels(cfg), cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
 
 
 def rapc_projector(cfg: Config) -> Projector:
-    """``P_RAPC``: F^LiDAR channels -> ``proj_out``."""
-    return Projector(cfg.model.lidar_channels, cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
+    """``P_RAPC``: LiDAR feature channels -> ``proj_out``."""
+    return Projector(lidar_feature_channels(cfg), cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
 
 
 def rad_projector(cfg: Config) -> Projector:
-    """``P_RAD``: F^Camera channels -> F^LiDAR channels (eq. 3 compares with raw interpolated LiDAR features)."""
-    return Projector(cfg.model.camera_channels, cfg.pretrain.proj_hidden, cfg.model.lidar_channels)
+    """``P_RAD``: F^Camera channels -> LiDAR feature channels (eq. 3 compares with raw interpolated LiDAR
+    features)."""
+    return Projector(cfg.model.camera_channels, cfg.pretrain.proj_hidden, lidar_feature_channels(cfg))
 
 
 class ProposalAttentionPool(nn.Module):
