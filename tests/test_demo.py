@@ -83,3 +83,57 @@ def test_demo_quick_end_to_end(tmp_path):
     before = ckpt.stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert ckpt.stat().st_mtime_ns == before
+
+
+def test_full_demo_plan_pretrains_on_the_pool_and_pairs_seeds(tmp_path):
+    """The full demo's plan without running it: one pre-training per method on the whole train split (no
+    label fraction), every fine-tuning seed of a pre-trained arm starts from it, 2 of 15 train scenes labeled."""
+    from calico.data.splits import fraction_scenes
+    from calico.demo import make_plan, probe_jobs
+
+    size = SIZES["full"]
+    n_val = max(1, size.scenes // 4)  # calico.data.synth.generate's split
+    train = [f"scene-{i:04d}" for i in range(size.scenes - n_val)]
+    assert len(fraction_scenes(train, size.fraction)) == 2 and len(train) == 15
+    plan = make_plan(tmp_path, tmp_path / "world", size, seed=0, fusion=False)
+    jobs = {j.name: j for j in plan.lidar_study.plan(plan.lidar) + probe_jobs(plan, tmp_path)}
+    pre = sorted(n for n in jobs if n.startswith("pretrain/"))
+    assert pre == ["pretrain/pointcontrast-s0", "pretrain/prc-s0"]
+    for name in pre:
+        argv = jobs[name].argv
+        assert "--fraction" not in argv and "--split" not in argv  # calico pretrain's default: all of train
+        assert f"pretrain.max_steps={size.pretrain_steps}" in argv
+    cells = [n for n in jobs if n.startswith("finetune/")]
+    assert len(cells) == len(LIDAR_ARMS) * size.seeds
+    for name in cells:
+        argv = jobs[name].argv
+        assert argv[argv.index("--fraction") + 1] == str(size.fraction)
+        assert argv[argv.index("--modality") + 1] == "L"
+        assert f"finetune.max_steps={size.finetune_steps}" in argv
+        method = name.split("/")[2]
+        init = argv[argv.index("--init") + 1] if "--init" in argv else None
+        assert init == (None if method == "rand_l" else str(tmp_path / "pretrain" / f"{method}-s0" / "last.pt"))
+    fusion = make_plan(tmp_path, tmp_path / "world", size, seed=0, fusion=True)
+    fjobs = {j.name for j in fusion.fusion_study.plan(fusion.fusion)}
+    assert "pretrain/prc+rad-s0" in fjobs
+    assert sum(n.startswith("finetune/cells/calico/") for n in fjobs) == size.seeds
+
+
+def test_paired_sentences_claim_no_more_than_the_interval():
+    from calico.demo import paired_sentences
+    from calico.study import Grid
+
+    grid = Grid("t", ("rand_l", "prc"), (0.1,))
+
+    def res(base, arm):
+        return {"rand_l": {0.1: [{"seed": s, "mAP": v} for s, v in enumerate(base)]},
+                "prc": {0.1: [{"seed": s, "mAP": v} for s, v in enumerate(arm)]}}
+
+    up = paired_sentences(grid, res([0.30, 0.20, 0.25], [0.33, 0.24, 0.27]))[0]
+    assert "PRC beats Rand. Init. at 10 % labels by +3.0 mAP points [" in up and "above zero" in up
+    noisy = paired_sentences(grid, res([0.30, 0.20, 0.25], [0.35, 0.15, 0.28]))[0]
+    assert "PRC differs from Rand. Init." in noisy and "does not show a gain" in noisy and "beats" not in noisy
+    down = paired_sentences(grid, res([0.30, 0.20, 0.25], [0.27, 0.16, 0.23]))[0]
+    assert "PRC trails" in down and "below zero" in down
+    one = paired_sentences(grid, res([0.30], [0.40]))[0]
+    assert "one seed" in one and "neither a gain nor a loss" in one
