@@ -371,8 +371,10 @@ def write_report(out: Path, cfg, plan: DemoPlan, seconds: float, args, provenanc
               if p.exists()]
     if probes:
         lines += ["A linear classifier (occupied BEV cell → background / car / pedestrian / other) on the frozen "
-                  "features, a quick signal of what pre-training learnt before any fine-tuning (balanced accuracy; "
-                  "chance is 0.25). Detection stays the judge.", ""]
+                  "features, a quick signal of what pre-training learnt before any fine-tuning (balanced accuracy: "
+                  "a constant guess scores 0.25 when all four groups occur in val). Fitted on the labels of the "
+                  "first train keyframes, whichever scenes they are in; no interval (one fit per checkpoint). "
+                  "Detection stays the judge.", ""]
         for feat, p in probes:
             lines += [f"{feat}:", "", probe_table(p, labels), ""]
     else:
