@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny world and a few steps: CI's smoke test")
     parser.add_argument("--fusion", action="store_true",
                         help="also CALICO (PRC + RAD, L+C) against random init (L+C) with the same seeds "
-                             "(about doubles the full demo's time)")
+                             "(beyond the full demo's 20-min budget: see the comment above calico.demo.SIZES)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run in parallel (default 2)")
 
 
