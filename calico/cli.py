@@ -13,6 +13,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("calico.data.synth.cli", "generate a synthetic nuScenes-format world"),
+    "convert": ("calico.data.convert.cli", "import another dataset's layout (PandaSet) as nuScenes format"),
     "prepare": ("calico.data.prepare", "index a nuScenes-format dataset for training"),
     "pool": ("calico.pooling.cli", "semantic pooling: cache, evaluate or plot unsupervised regions"),
     "pretrain": ("calico.pretrain.cli", "self-supervised pre-training (PRC, RAD, baselines)"),
@@ -20,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("calico.eval.cli", "nuScenes detection metrics and BEV segmentation IoU"),
     "demo": ("calico.demo", "the whole pipeline on the synthetic world, with a report"),
     "study": ("calico.study", "the paper's grids (methods x fractions x seeds), aggregated"),
+    "probe": ("calico.eval.probe", "linear probe on frozen BEV features of a checkpoint"),
     "robustness": ("calico.robustness.cli", "corruptions, spoofing, sensor dropout, calibration errors"),
 }
 

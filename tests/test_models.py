@@ -163,7 +163,7 @@ def test_sample_bev_reads_cell_centre():
     ij = torch.tensor([[0, 0], [5, 17], [47, 47], [30, 2]])  # (row=y, col=x)
     xy = torch.stack([x0 + (ij[:, 1] + 0.5) * cell, y0 + (ij[:, 0] + 0.5) * cell], 1).float()
     bidx = torch.tensor([0, 1, 1, 0])
-    got = sample_bev(fmap, bev_coords(xy, cfg.model, cfg.data), bidx)
+    got = sample_bev(fmap, bev_coords(xy, cfg.data), bidx)
     expected = fmap[bidx, :, ij[:, 0], ij[:, 1]]
     assert torch.allclose(got, expected, atol=1e-6)
 

@@ -82,7 +82,7 @@ def test_paired_table_pairs_by_seed_and_flags_intervals_above_zero():
 
 def test_tuning_uses_train_holdout_and_shared_pretraining(tmp_path, monkeypatch):
     calls: list[list[str]] = []
-    scores = iter([0.2, 0.4, 0.3, 0.1, 0.5, 0.2])
+    scores = iter([0.2, 0.4, 0.5, 0.1])
 
     def fake_call(argv):
         calls.append(argv)
@@ -98,12 +98,12 @@ def test_tuning_uses_train_holdout_and_shared_pretraining(tmp_path, monkeypatch)
     study.run_jobs(s.plan(grid, tune=True))
     ft = [c for c in calls if c[0] == "finetune"]
     ev = [c for c in calls if c[0] == "evaluate"]
-    assert len(ft) == 6 and all("finetune.train_split=train:fit" in c and c[c.index("--fraction") + 1] == "0.05"
+    assert len(ft) == 4 and all("finetune.train_split=train:fit" in c and c[c.index("--fraction") + 1] == "0.05"
                                 for c in ft)
     assert all(c[c.index("--split") + 1] == "train:holdout" for c in ev)
     tuned = s.tuned(grid)
     assert tuned["rand_l"]["sets"] == list(study.TUNE_CANDIDATES["random"][1])
-    assert tuned["prc"]["sets"] == list(study.TUNE_CANDIDATES["pretrained"][1])
+    assert tuned["prc"]["sets"] == list(study.TUNE_CANDIDATES["pretrained"][0])
     s.method_over = {m: t["sets"] for m, t in tuned.items()}
     calls.clear()
     s.run(grid)
@@ -111,5 +111,25 @@ def test_tuning_uses_train_holdout_and_shared_pretraining(tmp_path, monkeypatch)
     assert pre == []  # the one shared pre-training (seed 0) ran during tuning
     ft = [c for c in calls if c[0] == "finetune" and "prc" in c[c.index("--out") + 1]]
     assert len(ft) == 4 and all(c[c.index("--init") + 1].endswith("prc-s0/last.pt") for c in ft)
-    assert all(study.TUNE_CANDIDATES["pretrained"][1][0] in c for c in ft)
+    assert all(study.TUNE_CANDIDATES["pretrained"][0][0] in c for c in ft)
     assert all(c[c.index("--split") + 1] == "val" for c in calls if c[0] == "evaluate")
+
+
+def test_probe_table_probes_each_pretraining_once_and_caches(tmp_path, monkeypatch):
+    import calico.eval.probe as probe
+
+    calls = []
+
+    def fake_probe(cfg, ckpts, seed=0, **kw):
+        calls.append(list(ckpts))
+        return {c: {"balanced_accuracy": 0.4 + 0.1 * (c != "random"),
+                    "recall": {"background": 0.5, "car": 0.5, "pedestrian": None, "other": 0.1}} for c in ckpts}
+
+    monkeypatch.setattr(probe, "run_probe", fake_probe)
+    s = Study(tmp_path, "cpu", "D", "v", (0, 1), [], pretrain_seed=0)
+    md = study.probe_table(s, Grid("g", ("rand_l", "prc", "calico"), (0.05,)))
+    assert calls == [["random", str(tmp_path / "pretrain" / "prc-s0" / "last.pt"),
+                      str(tmp_path / "pretrain" / "prc+rad-s0" / "last.pt")]]
+    assert "| Rand. Init. | 0.400 | 0.50 / 0.50 / – / 0.10 |" in md and "| prc + rad | 0.500 |" in md
+    study.probe_table(s, Grid("g", ("rand_l", "prc"), (0.05,)))
+    assert len(calls) == 1  # cached in probe.json

@@ -47,7 +47,7 @@ def resize_crop(image: Image.Image, intrinsics: np.ndarray, size: tuple[int, int
 
 
 def _draft(image: Image.Image, intrinsics: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) still covering ``size``: 3-5x faster loading.
+    """Let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) still covering ``size`` (much faster loading: BENCHMARKS.md, data loading).
 
     Returns the intrinsics of the drafted image.
     """

@@ -79,15 +79,6 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def broadcast_object(obj: object) -> object:
-    """Rank 0's ``obj`` on every rank."""
-    if not is_dist():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 class ResumableSampler(DistributedSampler):
     """``DistributedSampler`` (shuffle seeded by ``seed + epoch``) that can start mid-epoch.
 

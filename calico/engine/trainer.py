@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from calico.cli import CalicoError
+from calico.data.batch import move_to
 from calico.engine import dist
 from calico.engine.checkpoint import (
     FORMAT,
@@ -48,17 +49,6 @@ def step_generator(seed: int, global_step: int, rank: int) -> torch.Generator:
     """The CPU generator handed to step ``global_step`` (0-based) on ``rank``."""
     state = np.random.SeedSequence([int(seed), int(global_step), int(rank)]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
-
-
-def move_to(obj: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``; other values pass through."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: move_to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device) for v in obj)
-    return obj
 
 
 def _worker_init(_: int) -> None:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from calico.config import Config
+from calico.data.batch import move_to
 from calico.eval.boxes import lidar_boxes_to_nusc
 from calico.eval.detection import detection_table, evaluate_detections, flatten_summary
 from calico.eval.segmentation import DEFAULT_THRESHOLDS, SegmentationMeter
@@ -26,17 +27,6 @@ from calico.eval.segmentation import DEFAULT_THRESHOLDS, SegmentationMeter
 log = logging.getLogger(__name__)
 MAX_BOXES_PER_SAMPLE = 500  # the nuScenes benchmark's limit (detection_cvpr_2019 max_boxes_per_sample)
 
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            out[key] = value.to(device, non_blocking=True)
-        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
-            out[key] = [v.to(device, non_blocking=True) for v in value]
-        else:
-            out[key] = value
-    return out
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -131,7 +121,7 @@ def run_evaluation(
     model.eval()
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"evaluate {split or 'all'}", unit="batch", disable=not progress):
-            batch = _to_device(batch, device)
+            batch = move_to(batch, device)
             pred = model(batch)
             if want_det:
                 for token, det in zip(batch["tokens"], model.decode(pred), strict=True):

@@ -34,13 +34,11 @@ def seg_cell_centers(cfg_model: ModelConfig) -> tuple[torch.Tensor, torch.Tensor
     return xs, ys
 
 
-def bev_coords(points_xy: torch.Tensor, cfg_model: ModelConfig, cfg_data: DataConfig) -> torch.Tensor:
+def bev_coords(points_xy: torch.Tensor, cfg_data: DataConfig) -> torch.Tensor:
     """Normalised ``grid_sample`` coordinates (K, 2) in [-1, 1] (x then y) of LiDAR-frame points on the BEV grid.
 
-    ``cfg_model`` is accepted so callers need not know which section holds the grid; the grid spans
-    ``cfg_data.point_cloud_range`` in x/y with ``cfg_model.bev_size`` cells per side.
+    The grid spans ``cfg_data.point_cloud_range`` in x/y; its cell count does not change the mapping.
     """
-    del cfg_model  # the BEV grid's extent comes from the data range; its size does not change the mapping
     x0, y0, _, x1, y1, _ = cfg_data.point_cloud_range
     lo = points_xy.new_tensor([x0, y0])
     hi = points_xy.new_tensor([x1, y1])

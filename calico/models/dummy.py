@@ -8,6 +8,7 @@ import math
 import torch
 
 from calico.config import CLASSES, MAP_CLASSES, Config
+from calico.data.batch import move_to
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,5 +101,4 @@ def make_dummy_batch(cfg: Config, batch_size: int = 2, num_points: int = 4000, n
         "map_masks": masks,
         "tokens": [f"dummy-{seed}-{b}" for b in range(batch_size)],
     }
-    return {k: (v.to(device) if torch.is_tensor(v) else [t.to(device) for t in v] if k.startswith("gt_") else v)
-            for k, v in batch.items()}
+    return move_to(batch, device)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from calico.config import DataConfig, ModelConfig
+from calico.data.batch import batch_size_of
 from calico.models.voxelize import Pillars, grid_shape, pillarize
 
 
@@ -131,13 +132,3 @@ class PointPillarsBackbone(nn.Module):
         return self.neck(self.backbone(x))
 
 
-def batch_size_of(batch: dict) -> int:
-    """Batch size from whichever of gt lists / images / points the batch carries."""
-    if "images" in batch and batch["images"] is not None:
-        return int(batch["images"].shape[0])
-    if "gt_boxes" in batch:
-        return len(batch["gt_boxes"])
-    if "batch_size" in batch:
-        return int(batch["batch_size"])
-    pts = batch["points"]
-    return int(pts[:, 0].max().item()) + 1 if pts.numel() else 1

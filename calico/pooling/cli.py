@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default="", help="where regions are cached (default: calico.data.paths)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--shard", default="0/1", help="i/n: process samples with index %% n == i")
-    parser.add_argument("--evaluate", action="store_true", help="recall/purity against GT boxes instead of caching")
+    parser.add_argument("--evaluate", action="store_true", help="recall/purity against GT boxes (today's rule and the strict rule) and, where the dataset "
+                        "has per-point labels (calico synth --labels, calico convert pandaset), point-wise precision "
+                        "and recall of semantic-rich vs object points; instead of caching")
     parser.add_argument("--plot", metavar="SAMPLE", help="sample token or index to draw (BEV, with GT boxes)")
     parser.add_argument("--out", default="pooling.png", help="PNG for --plot")
     parser.add_argument("--limit", type=int, default=0, help="at most this many samples (0: all)")
@@ -76,16 +78,48 @@ def _pool_one(i: int) -> int:
 
 def _eval_one(i: int) -> dict:
     from calico.pooling.core import semantic_pooling
-    from calico.pooling.metrics import evaluate_frame
+    from calico.pooling.metrics import evaluate_frame, evaluate_points, evaluate_strict
 
     pts = _DS.load_points(i)
     rec = _DS.records[i]
     t = time.perf_counter()
     regions = semantic_pooling(pts, _DS.cfg.pooling)
     seconds = time.perf_counter() - t
-    out = evaluate_frame(pts[:, :3], regions, np.asarray(rec["gt_boxes"]), list(rec["gt_names"]))
+    boxes, names = np.asarray(rec["gt_boxes"]), list(rec["gt_names"])
+    out = evaluate_frame(pts[:, :3], regions, boxes, names)
     out["seconds"] = seconds
+    key = pts[:, 4] == 0  # the keyframe's own points (the loader puts them first, dt = 0)
+    out["strict"] = evaluate_strict(pts[key, :3], regions[key], boxes, names)
+    truth = _point_truth(_DS, i, int(key.sum()))
+    if truth is not None:
+        from calico.data.point_labels import CLASS_FORMAT, object_points
+        from calico.pooling.metrics import points_in_boxes
+
+        labels, fmt = truth
+        in_box = None if fmt == CLASS_FORMAT else points_in_boxes(pts[key, :3], boxes).any(axis=1)
+        out["points_truth"] = evaluate_points(regions[key], object_points(labels, fmt, in_box),
+                                              labels if fmt == CLASS_FORMAT else None)
     return out
+
+
+def _point_truth(ds, i: int, n_key: int):
+    """(labels of the loader's keyframe points, format) when the dataset has per-point labels, else None."""
+    from calico.data.errors import DataError
+    from calico.data.point_labels import has_point_labels, label_format
+    from calico.data.synth.labels import ground_truth_labels, labels_path
+
+    rec = ds.records[i]
+    if not has_point_labels(ds.root, rec["lidar_path"]):
+        return None
+    labels = ground_truth_labels(ds.root, rec["lidar_path"])
+    raw = np.fromfile(ds.root / rec["lidar_path"], np.float32).reshape(-1, 5)
+    keep = np.isfinite(raw[:, :4]).all(axis=1)  # the loader's rules: non-finite rows dropped, then the ego crop
+    if ds.data.ego_crop > 0:
+        keep &= np.einsum("ij,ij->i", raw[:, :2], raw[:, :2]) >= ds.data.ego_crop ** 2
+    if int(keep.sum()) != n_key:
+        raise DataError(f"{int(keep.sum())} labelled keyframe points after the ego crop, the loader has {n_key}",
+                        str(labels_path(ds.root, rec["lidar_path"])))
+    return labels[keep], label_format(ds.root)
 
 
 def _map(fn, indices, cfg, workers: int, desc: str):

@@ -1,7 +1,7 @@
 """Exact grid DBSCAN in numba (single thread) that reproduces scikit-learn's labels point for point.
 
-Why our own: sklearn's DBSCAN materialises every eps-neighbourhood (~80 ms per nuScenes keyframe, >1 s for
-10 sweeps) and the ``dbscan`` package (C++) is still ~20 ms per keyframe on one core; this is a few ms.
+Why our own: sklearn's DBSCAN materialises every eps-neighbourhood and the ``dbscan`` package (C++) is
+also several times slower on one core (both measured in BENCHMARKS.md, semantic pooling).
 
 Definition (sklearn's): a point is *core* when at least ``min_samples`` points (itself included) lie within
 ``eps`` (distance <= eps); core points within ``eps`` of each other share a cluster; everything else is

@@ -12,8 +12,8 @@ limit by two raster sweeps (chamfer distance, forward and backward); measured, t
 distant objects whose own cells see no road, as LiDAR rings lie metres apart at range); the surface is the
 lower of the two, which on the synthetic world (true ground known) is the most accurate (BENCHMARKS.md).
 A point is ground when it lies
-within ``thresh`` of the surface of its cell. Why numba: ``np.minimum.at`` and shifted-array passes cost
-6-50 ms per cloud; these loops cost about 1 ms per keyframe.
+within ``thresh`` of the surface of its cell. Why numba: ``np.minimum.at`` and shifted-array passes were
+several times slower than these loops (timings: BENCHMARKS.md, semantic pooling).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from calico.config import Config
+from calico.data.batch import batch_size_of
 from calico.models.bev import bev_cell_index, bev_coords, sample_bev
 from calico.pretrain import losses
 from calico.pretrain.augment import augment_batch_points
@@ -40,25 +41,12 @@ from calico.pretrain.projector import (
     Projector,
     ProposalAttentionPool,
     lidar_feature_channels,
-    plrc_projector,
+    lidar_projector,
     rad_projector,
-    rapc_projector,
 )
 from calico.pretrain.sampling import SAMPLING_MODES, PointSample, sample_points
 
 FEATURE_LEVELS = ("backbone", "decoder")
-
-
-def batch_size_of(batch: dict) -> int:
-    """Frames in a collated batch (``batch_size`` key, else ``tokens``, else images, else points' max index)."""
-    if "batch_size" in batch:
-        return int(batch["batch_size"])
-    if "tokens" in batch:
-        return len(batch["tokens"])
-    if batch.get("images") is not None:
-        return int(batch["images"].shape[0])
-    pts = batch["points"]
-    return int(pts[:, 0].max().item()) + 1 if pts.numel() else 1
 
 
 def require_regions(batch: dict, method: str) -> Tensor:
@@ -125,7 +113,7 @@ class PretrainMethod(nn.Module):
 
     def sample_features(self, fmap: Tensor, xy: Tensor, batch_idx: Tensor) -> Tensor:
         """Bilinear interpolation of a BEV map at LiDAR-frame positions ``xy`` (K, 2) of frames ``batch_idx``."""
-        return sample_bev(fmap, bev_coords(xy, self.cfg.model, self.cfg.data), batch_idx)
+        return sample_bev(fmap, bev_coords(xy, self.cfg.data), batch_idx)
 
     def negatives_frame(self, sample: PointSample) -> Tensor | None:
         """``batch_idx`` for the losses when negatives are restricted to the anchor's frame, else None."""
@@ -188,8 +176,8 @@ class PointRegionContrast(_TwoViewLidar):
         if mode not in ("prc", "plrc", "rapc"):
             raise ValueError(f"PointRegionContrast mode must be prc, plrc or rapc, got {mode!r}")
         self.mode = mode
-        self.p_plrc = plrc_projector(cfg) if mode in ("prc", "plrc") else None
-        self.p_rapc = rapc_projector(cfg) if mode in ("prc", "rapc") else None
+        self.p_plrc = lidar_projector(cfg) if mode in ("prc", "plrc") else None
+        self.p_rapc = lidar_projector(cfg) if mode in ("prc", "rapc") else None
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         regions = require_regions(batch, self.mode)
@@ -217,7 +205,7 @@ class PointContrast(_TwoViewLidar):
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
-        self.proj = plrc_projector(cfg)
+        self.proj = lidar_projector(cfg)
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         f1, f2, s = self.two_view_features(batch, generator, None)
@@ -232,7 +220,7 @@ class ProposalContrast(_TwoViewLidar):
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
-        self.proj = plrc_projector(cfg)
+        self.proj = lidar_projector(cfg)
         self.pool = ProposalAttentionPool(cfg.pretrain.proj_out)
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
@@ -396,7 +384,7 @@ class SimIPU(PretrainMethod):
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
-        self.p_lidar = plrc_projector(cfg)  # LiDAR feature channels (decoder's when features="decoder")
+        self.p_lidar = lidar_projector(cfg)  # LiDAR feature channels (decoder's when features="decoder")
         self.p_image = Projector(cfg.model.camera_neck_channels, cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:

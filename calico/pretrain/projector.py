@@ -43,13 +43,8 @@ def lidar_feature_channels(cfg: Config) -> int:
     return cfg.model.decoder_channels if cfg.pretrain.features == "decoder" else cfg.model.lidar_channels
 
 
-def plrc_projector(cfg: Config) -> Projector:
-    """``P_PLRC``: LiDAR feature channels -> ``proj_out``."""
-    return Projector(lidar_feature_channels(cfg), cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
-
-
-def rapc_projector(cfg: Config) -> Projector:
-    """``P_RAPC``: LiDAR feature channels -> ``proj_out``."""
+def lidar_projector(cfg: Config) -> Projector:
+    """``P_PLRC`` / ``P_RAPC`` (two instances of one shape): LiDAR feature channels -> ``proj_out``."""
     return Projector(lidar_feature_channels(cfg), cfg.pretrain.proj_hidden, cfg.pretrain.proj_out)
 
 

@@ -58,7 +58,8 @@ def drop_random_cameras(sample: Sample, k: int, rng: np.random.Generator) -> Sam
     return drop_cameras(sample, sorted(rng.choice(n, size=k, replace=False).tolist()))
 
 
-def _with_points(sample: Sample, points: np.ndarray) -> Sample:
+def with_points(sample: Sample, points: np.ndarray) -> Sample:
+    """A shallow copy with new ``points``; per-point keys (regions, ...) go when the point count changes."""
     out = dict(sample)
     out["points"] = points
     if len(points) != len(sample["points"]):
@@ -69,12 +70,12 @@ def _with_points(sample: Sample, points: np.ndarray) -> Sample:
 
 def drop_lidar_beams(sample: Sample, keep_rings: int, rng: np.random.Generator, uniform: bool = True) -> Sample:
     """Keep ``keep_rings`` of the 32 LiDAR rings (32 -> 16 -> 8 -> 4 emulates cheaper sensors)."""
-    return _with_points(sample, drop_rings(np.asarray(sample["points"]), keep_rings, rng, uniform=uniform))
+    return with_points(sample, drop_rings(np.asarray(sample["points"]), keep_rings, rng, uniform=uniform))
 
 
 def drop_lidar(sample: Sample) -> Sample:
     """Remove the LiDAR entirely: an empty (0, 5) point cloud."""
-    return _with_points(sample, np.zeros((0, 5), dtype=np.float32))
+    return with_points(sample, np.zeros((0, 5), dtype=np.float32))
 
 
 def random_rigid(rot_deg: float, trans_m: float, rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from calico.data.batch import move_to
 from calico.robustness import sensors
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from calico.robustness.metrics import attack_success_rate, mean_corruption_error, metric_drop
@@ -53,20 +54,11 @@ class Perturbation:
         return self.fn(sample, self.rng(index))
 
 
-def _with_points(sample: Sample, points: np.ndarray) -> Sample:
-    out = dict(sample)
-    out["points"] = points
-    if len(points) != len(sample["points"]):
-        for key in sensors.POINT_ALIGNED_KEYS:
-            out.pop(key, None)
-    return out
-
-
 def corruption(name: str, severity: int, seed: int = 0) -> Perturbation:
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose from {sorted(CORRUPTIONS)}")
     return Perturbation(f"{name}/{severity}", "corruptions",
-                        lambda s, rng: _with_points(s, corrupt(np.asarray(s["points"]), name, severity, rng)),
+                        lambda s, rng: sensors.with_points(s, corrupt(np.asarray(s["points"]), name, severity, rng)),
                         {"corruption": name, "severity": severity}, seed)
 
 
@@ -74,7 +66,7 @@ def spoofing(n_points: int, distance: float = 10.0, seed: int = 0) -> Perturbati
     """Inject the car trace; the sample gains ``spoof_spot`` (3,), the fake car's centre (LiDAR frame)."""
     def fn(s: Sample, rng: np.random.Generator) -> Sample:
         pts, spot = spoof(np.asarray(s["points"]), n_points, rng, s["lidar2ego"], distance)
-        out = _with_points(s, pts)
+        out = sensors.with_points(s, pts)
         out["spoof_spot"] = spot
         return out
     return Perturbation(f"spoof/{n_points}", "spoofing", fn, {"n_points": n_points, "distance": distance}, seed)
@@ -142,8 +134,7 @@ def detect(model: torch.nn.Module, samples: list[Sample], device: torch.device |
     from calico.data.dataset import collate
 
     dev = torch.device(device)
-    batch = {k: v.to(dev) if torch.is_tensor(v) else [t.to(dev) if torch.is_tensor(t) else t for t in v]
-             if isinstance(v, list) else v for k, v in collate(samples).items()}
+    batch = move_to(collate(samples), dev)
     dets = model.decode(model(batch))
     return [{k: v.detach().cpu().numpy() for k, v in d.items()} for d in dets]
 

@@ -1,0 +1,1 @@
+"""Importers from other datasets' layouts into the nuScenes format (``calico convert``)."""
