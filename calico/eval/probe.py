@@ -62,7 +62,7 @@ def cell_labels(points: np.ndarray, boxes: np.ndarray, labels: np.ndarray, cfg: 
         return empty, empty, empty
     # bev_coords maps the range's outer edges to -1 / +1 (grid_sample, align_corners=False), so a cell
     # index is floor((u + 1) / 2 * size): the same cell a point at its centre reads.
-    uv = bev_coords(torch.from_numpy(xyz[:, :2]), cfg.model, cfg.data).numpy()
+    uv = bev_coords(torch.from_numpy(xyz[:, :2]), cfg.data).numpy()
     cols = np.clip(np.floor((uv[:, 0] + 1) / 2 * nx).astype(np.int64), 0, nx - 1)
     rows = np.clip(np.floor((uv[:, 1] + 1) / 2 * ny).astype(np.int64), 0, ny - 1)
     cell = rows * nx + cols
