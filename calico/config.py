@@ -332,12 +332,21 @@ def get_config(name: str = "paper", overrides: list[str] | None = None) -> Confi
         cfg = Config(name=name)
         apply_overrides(cfg, PRESETS[name])
     elif Path(name).is_file():
-        cfg = config_from_dict(json.loads(Path(name).read_text()))
+        try:
+            d = json.loads(Path(name).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{name}: not a readable config.json ({exc})") from exc
+        if not isinstance(d, dict):
+            raise ValueError(f"{name}: not a config.json (a JSON object of sections), got {type(d).__name__}")
+        try:
+            cfg = config_from_dict(d)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{name}: {exc}") from exc
     else:
         raise ValueError(f"unknown config {name!r}: use one of {sorted(PRESETS)} or a config.json path")
     if overrides:
         apply_overrides(cfg, overrides)
-    return cfg
+    return validate_config(cfg)
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
@@ -350,4 +359,200 @@ def config_from_dict(d: dict[str, Any]) -> Config:
             if isinstance(current, tuple) and isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             flat[f"{section}.{key}"] = value
-    return apply_overrides(cfg, flat)
+    return validate_config(apply_overrides(cfg, flat))
+
+
+# ------------------------------------------------------------------------------------------ validation
+SCHEDULES: tuple[str, ...] = ("cyclic", "onecycle", "constant")  # = calico.engine.optim.SCHEDULES
+MODALITIES: tuple[str, ...] = ("L", "C", "L+C")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every field's type and range once; raise a one-line ``ValueError`` naming the key and the
+    allowed range. Called wherever a config is built (``get_config``, ``config_from_dict``)."""
+    errors: list[str] = []
+
+    def bad(key: str, value: Any, want: str) -> None:
+        errors.append(f"{key}={value!r} is invalid: must be {want}")
+
+    def num(key: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+            hi_open: bool = False, integer: bool = False) -> None:
+        section, _, leaf = key.rpartition(".")
+        v = getattr(getattr(cfg, section) if section else cfg, leaf)
+        lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+        hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
+        want = ("an integer" if integer else "a number") + (" " if lo_s or hi_s else "") + \
+            " and ".join(s for s in (lo_s, hi_s) if s)
+        if not _is_num(v) or (integer and not isinstance(v, int)):
+            return bad(key, v, want)
+        if v != v or (lo is not None and (v <= lo if lo_open else v < lo)) or \
+                (hi is not None and (v >= hi if hi_open else v > hi)):
+            return bad(key, v, want)
+
+    def choice(key: str, allowed: tuple[str, ...]) -> None:
+        section, _, leaf = key.rpartition(".")
+        v = getattr(getattr(cfg, section), leaf)
+        if v not in allowed:
+            bad(key, v, f"one of {', '.join(allowed)}")
+
+    def boolean(key: str) -> None:
+        section, _, leaf = key.rpartition(".")
+        v = getattr(getattr(cfg, section), leaf)
+        if not isinstance(v, bool):
+            bad(key, v, "true or false")
+
+    def seq(key: str, n: int | None, *, positive: bool = False, integer: bool = False,
+            increasing: bool = False, nonneg: bool = False) -> bool:
+        section, _, leaf = key.rpartition(".")
+        v = getattr(getattr(cfg, section), leaf)
+        parts = [f"{n} " if n is not None else "", "positive " if positive else "",
+                 "non-negative " if nonneg else "", "integers" if integer else "numbers"]
+        want = "".join(parts) + (" (low <= high)" if increasing else "")
+        ok = isinstance(v, (tuple, list)) and (n is None or len(v) == n) and len(v) > 0 and \
+            all(_is_num(x) and (isinstance(x, int) or not integer) and x == x for x in v)
+        if ok and positive:
+            ok = all(x > 0 for x in v)
+        if ok and nonneg:
+            ok = all(x >= 0 for x in v)
+        if ok and increasing:
+            ok = all(a <= b for a, b in zip(v, v[1:]))
+        if not ok:
+            bad(key, v, want)
+        return ok
+
+    num("seed", 0, integer=True)
+    # data
+    if not isinstance(cfg.data.dataroot, str):
+        bad("data.dataroot", cfg.data.dataroot, "a folder path")
+    num("data.max_index_sweeps", 0, integer=True)
+    mis = cfg.data.max_index_sweeps if isinstance(cfg.data.max_index_sweeps, int) else 10
+    num("data.sweeps", 0, max(mis, 0), integer=True)
+    num("data.ego_crop", 0)
+    pcr = cfg.data.point_cloud_range
+    if seq("data.point_cloud_range", 6) and not all(pcr[i] < pcr[i + 3] for i in range(3)):
+        bad("data.point_cloud_range", pcr, "(x0, y0, z0, x1, y1, z1) with x0 < x1, y0 < y1, z0 < z1")
+    seq("data.image_size", 2, positive=True, integer=True)
+    cams = cfg.data.cameras
+    if not isinstance(cams, (tuple, list)) or not cams or not all(isinstance(c, str) for c in cams):
+        bad("data.cameras", cams, "a non-empty list of camera names")
+    boolean("data.load_images")
+    num("data.num_workers", 0, integer=True)
+    choice("data.nonfinite_points", ("error", "drop"))
+    # pooling
+    p = "pooling."
+    for key in ("ground_cell", "eps", "max_extent", "max_area", "max_height", "max_coord"):
+        num(p + key, 0, lo_open=True)
+    for key in ("ground_thresh", "ground_max_slope", "max_bottom", "bottom_support_gap", "bottom_support_max",
+                "pole_min_height", "pole_max_width", "split_max_extent", "bev_split_eps", "bev_split_max_extent"):
+        num(p + key, 0)
+    for key in ("ground_passes", "min_cluster_points", "split_min_points", "bev_split_min_points",
+                "bev_split_min_piece"):
+        num(p + key, 0, integer=True)
+    num(p + "min_points", 1, integer=True)
+    num(p + "split_kept_share", 0, 1)
+    num(p + "bev_split_share", 0, 1)
+    boolean(p + "ground_radial")
+    choice(p + "dbscan_backend", ("numba", "dbscan", "sklearn"))
+    sp = cfg.pooling.split_eps
+    if not (isinstance(sp, (tuple, list)) and all(_is_num(x) and x > 0 for x in sp)):
+        bad(p + "split_eps", sp, "a list of positive numbers (may be empty)")
+    # model
+    m = "model."
+    choice(m + "modality", MODALITIES)
+    choice(m + "voxelizer", ("torch", "spconv"))
+    choice(m + "seg_loss", ("focal", "bce"))
+    choice(m + "nms", ("circle", "maxpool"))
+    seq(m + "voxel_size", 3, positive=True)
+    db = cfg.model.depth_bound
+    if seq(m + "depth_bound", 3, positive=True) and not db[0] < db[1]:
+        bad(m + "depth_bound", db, "(start, stop, step) with 0 < start < stop and step > 0")
+    for key in ("max_points_per_voxel", "max_voxels", "pfn_channels", "lidar_channels", "camera_neck_channels",
+                "camera_channels", "camera_bev_downsample", "bev_size", "decoder_channels", "head_channels",
+                "seg_size", "camera_max_stride", "camera_feat_stride", "max_detections", "nms_pre_max",
+                "nms_post_max"):
+        num(m + key, 1, integer=True)
+    num(m + "decoder_layers", 0, integer=True)
+    num(m + "min_radius", 0, integer=True)
+    num(m + "bn_momentum", 0, 1)
+    num(m + "seg_range", 0, lo_open=True)
+    num(m + "bbox_loss_weight", 0)
+    num(m + "gaussian_overlap", 0, 1, lo_open=True, hi_open=True)
+    num(m + "score_threshold", 0, 1)
+    lens = [len(v) if isinstance(v, (tuple, list)) else -1 for v in
+            (cfg.model.backbone_layers, cfg.model.backbone_strides, cfg.model.backbone_channels,
+             cfg.model.neck_channels)]
+    for key in ("backbone_layers", "backbone_strides", "backbone_channels", "neck_channels"):
+        seq(m + key, None, integer=True, nonneg=key == "backbone_layers", positive=key != "backbone_layers")
+    if len(set(lens)) > 1:
+        bad(m + "backbone_layers/strides/channels/neck_channels", tuple(lens), "lists of one length")
+    seq(m + "code_weights", 10, nonneg=True)
+    tasks = cfg.model.tasks
+    if not (isinstance(tasks, (tuple, list)) and tasks and all(isinstance(t, (tuple, list)) and t and
+                                                             all(c in CLASSES for c in t) for t in tasks)):
+        bad(m + "tasks", tasks, f"a non-empty list of non-empty groups of class names from {CLASSES}")
+    elif seq(m + "nms_radius", None, nonneg=True) and len(cfg.model.nms_radius) != len(tasks):
+        bad(m + "nms_radius", cfg.model.nms_radius, f"{len(tasks)} values (one per task)")
+    for key in ("with_det", "with_seg", "camera_pretrained"):
+        boolean(m + key)
+    if not isinstance(cfg.model.camera_backbone, str) or not cfg.model.camera_backbone:
+        bad(m + "camera_backbone", cfg.model.camera_backbone, "a timm model name")
+    # pretrain
+    t = "pretrain."
+    if not isinstance(cfg.pretrain.stage, str) or not cfg.pretrain.stage:
+        bad(t + "stage", cfg.pretrain.stage, "a stage name (prc, rad, ...)")
+    num(t + "epochs", 0, integer=True)
+    num(t + "batch_size", 1, integer=True)
+    num(t + "lr", 0, lo_open=True)
+    num(t + "weight_decay", 0)
+    num(t + "alpha", 0, 1)
+    num(t + "tau", 0, lo_open=True)
+    for key in ("num_rich", "num_less", "ckpt_every", "max_steps"):
+        num(t + key, 0, integer=True)
+    for key in ("proj_hidden", "proj_out", "proposal_anchors", "simipu_points"):
+        num(t + key, 1, integer=True)
+    num(t + "rot_range", 0, 180)
+    num(t + "flip_prob", 0, 1)
+    num(t + "proposal_radius", 0, lo_open=True)
+    num(t + "grad_clip")
+    seq(t + "scale_range", 2, positive=True, increasing=True)
+    choice(t + "schedule", SCHEDULES)
+    choice(t + "sampling", ("uniform", "cell"))
+    choice(t + "features", ("backbone", "decoder"))
+    boolean(t + "per_frame_negatives")
+    boolean(t + "amp")
+    # augment
+    a = "augment."
+    num(a + "rot_range", 0, 180)
+    num(a + "translate_std", 0)
+    num(a + "flip_prob", 0, 1)
+    num(a + "paste_max", 0, integer=True)
+    num(a + "image_rot_range", 0, 180)
+    seq(a + "scale_range", 2, positive=True, increasing=True)
+    seq(a + "image_scale_range", 2, positive=True, increasing=True)
+    for key in ("enabled", "paste", "paste_with_camera"):
+        boolean(a + key)
+    # finetune
+    f = "finetune."
+    num(f + "epochs", 0, integer=True)
+    num(f + "batch_size", 1, integer=True)
+    num(f + "lr", 0, lo_open=True)
+    num(f + "weight_decay", 0)
+    num(f + "grad_clip")
+    choice(f + "schedule", SCHEDULES)
+    num(f + "fraction", 0, 1, lo_open=True)
+    num(f + "ckpt_every", 0, integer=True)
+    num(f + "max_steps", 0, integer=True)
+    num(f + "log_every", 1, integer=True)
+    num(f + "pretrained_lr_mult", 0)
+    choice(f + "amp_dtype", ("auto", "bf16", "fp16"))
+    choice(f + "device", ("auto", "cpu", "cuda"))
+    for key in ("keep_epoch_ckpts", "amp"):
+        boolean(f + key)
+    if errors:
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:3])})" if len(errors) > 1 else ""
+        raise ValueError(f"{errors[0]}{more}")
+    return cfg

@@ -21,6 +21,7 @@ from calico.cli import CalicoError
 from calico.config import CLASSES, MAP_CLASSES
 from calico.eval.stats import paired_difference, summarize
 from calico.pretrain.cli import REGION_STAGES
+from calico.utils.cliargs import add_set_argument
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,8 @@ class Study:
         grid's first fraction and the first seed, fitted on ``train:fit`` and scored on ``train:holdout``."""
         jobs: dict[str, Job] = {}
         if any(s in REGION_STAGES for m in grid.methods for s, _ in METHODS[m].stages):
-            jobs["pool"] = Job("pool", ["pool", *self._common()])
+            # the pool must see the runs' data/pooling overrides, or pretrain refuses its regions
+            jobs["pool"] = Job("pool", ["pool", *self._common(), *(["--set", *self.overrides] if self.overrides else [])])
         for name in grid.methods:
             method = METHODS[name]
             for seed in self.seeds[:1] if tune else self.seeds:
@@ -412,8 +414,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--fractions", type=float, nargs="+", help="override the grid's label fractions")
     parser.add_argument("--methods", nargs="+", help="override the grid's methods")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                        help="overrides for every run")
+    add_set_argument(parser, help_text="overrides for every run")
     parser.add_argument("--pretrain-set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                         help="overrides for the pre-training runs only (e.g. pretrain.max_steps=600)")
     parser.add_argument("--finetune-set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",

@@ -60,8 +60,12 @@ def test_truncated_pcd_fails_or_skips(real_root, tmp_path):
         prepare(_cfg(root, tmp_path).data, progress=False)
     assert bad.name in str(exc.value) and "--skip-bad" in str(exc.value)
     index = prepare(_cfg(root, tmp_path).data, skip_bad=True, progress=False)
-    # The first keyframe's cloud is also the first sweep of the second keyframe: both samples go.
-    assert len(index["records"]) == 39 and len(index["skipped_samples"]) == 2
+    # The first keyframe's cloud is also a sweep of the second keyframe: only the first sample goes, the
+    # second loses that sweep (issue 18).
+    assert len(index["records"]) == 40 and len(index["skipped_samples"]) == 1
+    assert index["bad_sweeps_left_out"] == 1
+    second = index["records"][0]
+    assert all(not sw["path"].endswith(bad.name) for sw in second["sweeps"])
     assert [p for p, _ in index["bad_files"]] == [str(bad)]
 
 

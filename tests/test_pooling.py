@@ -7,10 +7,9 @@ import pytest
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from calico.config import PoolingConfig
 from calico.data.errors import DataError
 from calico.pooling import semantic_pooling
-from calico.pooling.cache import load_regions, open_cache, save_regions
+from calico.pooling.cache import cache_settings, load_regions, open_cache, save_regions
 from calico.pooling.dbscan import dbscan
 from calico.pooling.ground import ground_mask
 from calico.pooling.metrics import evaluate_frame, points_in_boxes, summarize
@@ -137,15 +136,18 @@ def test_metrics_hand_case():
     assert s["recall"]["car"] == (0.5, 2)
 
 
-def test_cache_roundtrip_and_stale(tmp_path):
-    cfg = PoolingConfig()
-    open_cache(tmp_path, cfg, 10)
-    save_regions(tmp_path, "tok", np.array([0, -1, 2]))
-    assert load_regions(tmp_path, "tok", 3).tolist() == [0, -1, 2]
-    assert load_regions(tmp_path, "absent", 3) is None
+def test_cache_roundtrip_and_settings_folders(tmp_path):
+    from calico.config import get_config
+
+    cfg = get_config("paper")
+    d = open_cache(tmp_path, cache_settings(cfg))
+    save_regions(d, "tok", np.array([0, -1, 2]))
+    assert load_regions(d, "tok", 3).tolist() == [0, -1, 2]
+    assert load_regions(d, "absent", 3) is None
     with pytest.raises(DataError, match="tok.npy"):
-        load_regions(tmp_path, "tok", 4)
-    open_cache(tmp_path, cfg, 10)  # same settings: kept
-    assert load_regions(tmp_path, "tok", 3) is not None
-    open_cache(tmp_path, PoolingConfig(eps=0.5), 10)  # other settings: stale files removed
-    assert load_regions(tmp_path, "tok", 3) is None
+        load_regions(d, "tok", 4)
+    assert open_cache(tmp_path, cache_settings(cfg)) == d  # same settings: same folder, kept
+    assert load_regions(d, "tok", 3) is not None
+    cfg.pooling.eps = 0.5  # other settings: their own folder; the first one's files stay
+    d2 = open_cache(tmp_path, cache_settings(cfg))
+    assert d2 != d and load_regions(d2, "tok", 3) is None and load_regions(d, "tok", 3) is not None

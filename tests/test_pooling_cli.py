@@ -37,8 +37,8 @@ def _pool(world, *extra):
 
 def test_pool_cache_resume_and_shards(world, capsys):
     _, cache = world
-    regions = cache / "regions"
     assert _pool(world, "--shard", "0/2") == 0
+    (regions,) = (cache / "regions").iterdir()  # the folder of these settings
     first = sorted(p.name for p in regions.glob("*.npy"))
     assert len(first) == 2  # samples 0 and 2 of 4
     assert _pool(world, "--shard", "1/2") == 0

@@ -142,7 +142,7 @@ class NuScenesDataset(torch.utils.data.Dataset):
                 path = self.root / c["path"]
                 try:
                     with Image.open(path) as im:
-                        k = _draft(im, c["intrinsics"], self.data.image_size)
+                        k = _draft(im, self._calibrated(c, im.size, path), self.data.image_size)
                         img, k = resize_crop(im.convert("RGB"), k, self.data.image_size)
                 except FileNotFoundError as exc:
                     raise DataError("image file does not exist", str(path)) from exc
@@ -162,6 +162,26 @@ class NuScenesDataset(torch.utils.data.Dataset):
         if self.load_images:
             out["images"] = np.stack(images)
         return out
+
+    def _calibrated(self, cam: dict, size: tuple[int, int], path: Path) -> np.ndarray:
+        """The intrinsics for an image of ``size`` (W, H): the calibration's, scaled (with a one-time warning)
+        when the file has another size than the calibration's image (same aspect ratio); else a DataError."""
+        k = np.asarray(cam["intrinsics"], dtype=np.float64)
+        ch, cw = (int(v) for v in cam.get("size", (0, 0)))
+        w, h = size
+        if not ch or not cw or (h, w) == (ch, cw):
+            return k
+        if abs(w / cw - h / ch) > 0.01 * max(w / cw, h / ch):
+            raise DataError(f"image is {w}x{h} but its calibration is for {cw}x{ch} images (another aspect "
+                            "ratio): the intrinsics do not fit it", str(path))
+        if not getattr(self, "_warned_size", False):
+            self._warned_size = True
+            warnings.warn(f"{path}: image is {w}x{h} but its calibration is for {cw}x{ch} images: intrinsics "
+                          "scaled to the image (warned once)", stacklevel=3)
+        k = k.copy()
+        k[0, :] *= w / cw
+        k[1, :] *= h / ch
+        return k
 
     # -- sample ---------------------------------------------------------------------------------------
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -186,11 +206,10 @@ class NuScenesDataset(torch.utils.data.Dataset):
         return sample
 
     def _regions(self, token: str, n: int) -> np.ndarray | None:
-        try:
-            from calico.pooling.cache import load_regions
-        except ImportError:
-            return None
-        return load_regions(self.cache, token, n)
+        """The cached regions pooled with this config's settings (None when not cached)."""
+        from calico.pooling.cache import cache_settings, load_regions, regions_dir
+
+        return load_regions(regions_dir(self.cache, cache_settings(self.cfg)), token, n)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

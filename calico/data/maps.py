@@ -112,7 +112,7 @@ def write_map_masks(nusc, records: list[dict], out_dir: Path, progress: bool = T
 
 def load_map_mask(path: Path, size: int) -> np.ndarray:
     """Load a cached mask and resample it to ``size`` cells (nearest cell centre)."""
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         shape = tuple(z["shape"])
         mask = np.unpackbits(z["bits"])[: int(np.prod(shape))].reshape(shape)
     if shape[-1] != size:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from calico.config import DataConfig
+from calico.data.errors import DataError
 
 
 def cache_dir(data: DataConfig, create: bool = True) -> Path:
@@ -21,6 +22,8 @@ def cache_dir(data: DataConfig, create: bool = True) -> Path:
         path = Path(data.cache_dir).expanduser()
     else:
         root = Path(data.dataroot).expanduser().resolve()
+        if create and not root.is_dir():  # no cache folder for a dataset that is not there
+            raise DataError("dataroot does not exist or is not a folder", str(root))
         if os.access(root, os.W_OK):
             path = root / ".calico" / data.version
         else:
@@ -29,5 +32,24 @@ def cache_dir(data: DataConfig, create: bool = True) -> Path:
             base = Path(os.environ.get("CALICO_CACHE", Path.home() / ".cache" / "calico"))
             path = base / f"{slug}-{digest}" / data.version
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_dir():
+            raise DataError("cannot create the cache folder (a file is in the way); pass a writable --cache-dir",
+                            str(path))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create the cache folder ({exc.strerror or exc}); pass a writable --cache-dir",
+                            str(path)) from exc
+    return path
+
+
+def check_writable(path: Path) -> Path:
+    """``path`` (a folder) takes a new file; else a ``DataError`` naming it (before minutes of work)."""
+    probe = path / f".calico-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DataError(f"cache folder is not writable ({exc.strerror or exc}); pass a writable --cache-dir",
+                        str(path)) from exc
     return path

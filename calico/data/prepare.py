@@ -1,7 +1,9 @@
 """``calico prepare``: read a nuScenes-format dataset once through nuscenes-devkit and write a compact index.
 
 Training never reloads the devkit tables (minutes and GBs on trainval): every sample's file paths,
-calibration chain and ground-truth boxes (in the keyframe LiDAR frame) go into ``<cache>/index.pkl``.
+calibration chain and ground-truth boxes (in the keyframe LiDAR frame) go into ``<cache>/index.json`` with its
+arrays in ``<cache>/index.npz`` (formats that cannot carry code: a dataset folder may be shared and writable
+by others, so nothing derived from it is ever unpickled).
 Every indexed file is checked; bad files are reported by name and either fail the run (default) or
 drop their samples (``--skip-bad``). Missing sweep files are tolerated (keyframes-only copies are common).
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
-import pickle
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,11 @@ from tqdm import tqdm
 from calico.config import CAMERAS, CLASSES, DataConfig
 from calico.data.errors import DataError
 from calico.data.geometry import invert, transform_matrix, yaw_of
-from calico.data.paths import cache_dir
+from calico.data.paths import cache_dir, check_writable
 from calico.data.pointcloud import check_pcd_bin
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
+INDEX_JSON, INDEX_NPZ, OLD_INDEX = "index.json", "index.npz", "index.pkl"
 _LABEL = {name: i for i, name in enumerate(CLASSES)}
 
 
@@ -56,6 +61,32 @@ def open_nuscenes(dataroot: str, version: str):
         raise DataError(f"cannot read the devkit tables: {exc}", str(table_dir)) from exc
     except AssertionError as exc:  # the devkit asserts on missing map masks and the like
         raise DataError(f"nuscenes-devkit refused the dataset: {exc}", str(root)) from exc
+    except (TypeError, AttributeError, IndexError) as exc:  # a table of the wrong shape
+        raise DataError(_table_shape_problem(table_dir) or f"the devkit tables have the wrong shape ({exc})",
+                        str(table_dir)) from exc
+
+
+def _table_shape_problem(table_dir: Path) -> str | None:
+    """The first table (and row) that is not a JSON list of objects with a string ``token``."""
+    for path in sorted(table_dir.glob("*.json")):
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rows, list):
+            return f"table {path.name} is a JSON {type(rows).__name__}, not a list of rows"
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("token"), str):
+                return f"table {path.name} row {i} is not an object with a 'token': {str(row)[:80]}"
+    return None
+
+
+def _need(row: dict, table: str, *keys: str) -> list:
+    """``row[key]`` for each key, or a DataError naming the table, the row and the missing field."""
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise DataError(f"table {table}.json row {row.get('token')!r} has no {', '.join(missing)}")
+    return [row[k] for k in keys]
 
 
 def _get(nusc, table: str, token: str) -> dict:
@@ -69,7 +100,8 @@ def _get(nusc, table: str, token: str) -> dict:
 def _pose(nusc, sd: dict) -> tuple[np.ndarray, np.ndarray]:
     cs = _get(nusc, "calibrated_sensor", sd["calibrated_sensor_token"])
     ep = _get(nusc, "ego_pose", sd["ego_pose_token"])
-    return transform_matrix(cs["translation"], cs["rotation"]), transform_matrix(ep["translation"], ep["rotation"])
+    return (transform_matrix(*_need(cs, "calibrated_sensor", "translation", "rotation")),
+            transform_matrix(*_need(ep, "ego_pose", "translation", "rotation")))
 
 
 def _check_image(path: str) -> str | None:
@@ -84,6 +116,21 @@ def _check_image(path: str) -> str | None:
         return "empty image file"
     if not (head.startswith(b"\xff\xd8") or head.startswith(b"\x89PNG")):
         return "not a JPEG/PNG image (bad magic bytes)"
+    return _decode_check(path)
+
+
+def _decode_check(path: str) -> str | None:
+    """Decode the image cheaply (JPEG: a 1/8-scale draft, which still reads every byte of the scan), so a
+    file truncated after a valid header fails here and not in training."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+            im.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+        return f"cannot decode image ({type(exc).__name__}: {exc})"
     return None
 
 
@@ -98,7 +145,7 @@ def _boxes(nusc, sample: dict, lidar2ego: np.ndarray, ego2global: np.ndarray) ->
         name = category_to_detection_name(ann["category_name"])
         if name is None:
             continue
-        box = global2lidar @ transform_matrix(ann["translation"], ann["rotation"])
+        box = global2lidar @ transform_matrix(*_need(ann, "sample_annotation", "translation", "rotation", "size")[:2])
         vel = nusc.box_velocity(ann_token)  # global frame, NaN when the instance has one annotation
         ok = bool(np.all(np.isfinite(vel[:2])))
         vel_l = global2lidar[:3, :3] @ (np.nan_to_num(vel) * np.array([1.0, 1.0, 0.0]))
@@ -118,8 +165,10 @@ def _boxes(nusc, sample: dict, lidar2ego: np.ndarray, ego2global: np.ndarray) ->
     }
 
 
-def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[dict, list[tuple[str, str]], int]:
-    """Index one keyframe sample. Returns (record, bad files [(path, problem)], missing sweep files)."""
+def build_record(nusc, sample: dict, max_sweeps: int,
+                 cameras=CAMERAS) -> tuple[dict, list[tuple[str, str]], list[tuple[str, str]], int]:
+    """Index one keyframe sample. Returns (record, bad files of the sample itself [(path, problem)], bad sweep
+    files [(path, problem)] (left out of ``record["sweeps"]``), missing sweep files)."""
     root = nusc.dataroot
     bad: list[tuple[str, str]] = []
     lidar_sd = _get(nusc, "sample_data", sample["data"]["LIDAR_TOP"])
@@ -139,6 +188,7 @@ def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[
     # Earlier sweeps, moved into the keyframe LiDAR frame; missing files are skipped at load time.
     global2lidar = invert(ego2global @ lidar2ego)
     missing = 0
+    bad_sweeps: list[tuple[str, str]] = []
     sd = lidar_sd
     while len(record["sweeps"]) < max_sweeps and sd["prev"]:
         sd = _get(nusc, "sample_data", sd["prev"])
@@ -146,8 +196,10 @@ def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[
         path = os.path.join(root, sd["filename"])
         exists = os.path.exists(path)
         missing += not exists
-        if exists and check_pcd_bin(path):
-            bad.append((path, check_pcd_bin(path)))
+        problem = check_pcd_bin(path) if exists else None
+        if problem:  # a bad sweep costs this keyframe one sweep, not the keyframe
+            bad_sweeps.append((path, problem))
+            continue
         record["sweeps"].append({
             "path": sd["filename"], "sweep2lidar": global2lidar @ e2g @ s2e,
             "dt": (lidar_sd["timestamp"] - sd["timestamp"]) * 1e-6, "exists": exists,
@@ -171,34 +223,46 @@ def build_record(nusc, sample: dict, max_sweeps: int, cameras=CAMERAS) -> tuple[
             "size": (cam_sd.get("height", 0), cam_sd.get("width", 0)),
         }
     record.update(_boxes(nusc, sample, lidar2ego, ego2global))
-    return record, bad, missing
+    return record, bad, bad_sweeps, missing
 
 
 def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> dict[str, Any]:
     """Build and write the index for ``data.dataroot``/``data.version``; return it."""
     t0 = time.time()
     nusc = open_nuscenes(data.dataroot, data.version)
+    check_writable(cache_dir(data))  # before the indexing, not after it
     records, bad_all, skipped = [], [], []
-    missing_sweeps = 0
+    missing_sweeps = dropped_sweeps = 0
     for sample in tqdm(nusc.sample, desc="calico prepare", unit="sample", disable=not progress):
-        record, bad, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
+        try:
+            record, bad, bad_sweeps, missing = build_record(nusc, sample, data.max_index_sweeps, data.cameras)
+        except DataError as exc:
+            if exc.path is not None:
+                raise
+            raise DataError(str(exc), os.path.join(nusc.dataroot, nusc.version)) from exc
+        except (KeyError, TypeError, ValueError, IndexError) as exc:  # a row of the wrong shape
+            raise DataError(f"sample {sample.get('token')!r}: a table row lacks a field or has the wrong type "
+                            f"({type(exc).__name__}: {exc})", os.path.join(nusc.dataroot, nusc.version)) from exc
         missing_sweeps += missing
+        bad_all.extend(b for b in bad + bad_sweeps if b not in bad_all)
         if bad:
-            bad_all.extend(b for b in bad if b not in bad_all)
             skipped.append(sample["token"])
             continue
+        dropped_sweeps += len(bad_sweeps)
         records.append(record)
     if bad_all and not skip_bad:
         lines = "\n".join(f"  {p}: {why}" for p, why in bad_all[:50])
         more = f"\n  ... and {len(bad_all) - 50} more" if len(bad_all) > 50 else ""
         raise DataError(f"{len(bad_all)} bad file(s) in {len(skipped)} sample(s) "
-                        f"(use --skip-bad to drop those samples):\n{lines}{more}")
+                        f"(use --skip-bad to drop those samples; a bad sweep only costs its keyframes that "
+                        f"sweep):\n{lines}{more}")
     records.sort(key=lambda r: (r["scene_name"], r["timestamp"]))
     splits_file = Path(nusc.dataroot) / nusc.version / "splits.json"
     index = {
         "format": INDEX_FORMAT, "version": data.version, "dataroot": str(Path(data.dataroot).resolve()),
         "records": records, "skipped_samples": skipped, "bad_files": bad_all,
         "missing_sweep_files": missing_sweeps, "max_sweeps": data.max_index_sweeps,
+        "bad_sweeps_left_out": dropped_sweeps,
         "custom_splits": str(splits_file) if splits_file.exists() else None,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - t0,
     }
@@ -206,31 +270,108 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
 
     if has_map_expansion(data.dataroot, {r["location"] for r in records}):
         index["map_masks"] = write_map_masks(nusc, records, cache_dir(data), progress=progress)
-    out = cache_dir(data) / "index.pkl"
-    tmp = out.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, out)
+    out = write_index(index, cache_dir(data))
     index["path"] = str(out)
     return index
 
 
-def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
-    """Load ``<cache>/index.pkl``, building it first if absent (and ``auto_prepare``)."""
-    path = cache_dir(data) / "index.pkl"
-    if not path.exists():
-        if not auto_prepare:
-            raise DataError("no index: run `calico prepare --dataroot ... --version ...` first", str(path))
-        prepare(data, progress=True)
+def _encode(obj: Any, groups: dict[tuple, tuple[str, list[np.ndarray]]]) -> Any:
+    """JSON-able copy of ``obj``; every numpy array goes into ``groups`` (one list per dtype and trailing
+    shape, concatenated on write: a handful of npz members instead of one per array) and is replaced by
+    ``{"__array__": [group, i, shape]}``."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind == "O":
+            raise TypeError("object arrays cannot go into the index (they would need pickle)")
+        flat = obj.reshape(-1, *obj.shape[1:]) if obj.ndim else obj.reshape(1)
+        name, parts = groups.setdefault((obj.dtype.str, flat.shape[1:]), (f"g{len(groups)}", []))
+        parts.append(flat)
+        return {"__array__": [name, len(parts) - 1, list(obj.shape)]}
+    if isinstance(obj, dict):
+        return {str(k): _encode(v, groups) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, groups) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            name, i, shape = obj["__array__"]
+            off = arrays[name + "_offsets"]
+            return arrays[name][off[i]:off[i + 1]].reshape(shape)
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    return obj
+
+
+def write_index(index: dict[str, Any], folder: Path) -> Path:
+    """Write ``index.json`` + ``index.npz`` atomically (the JSON, written last, names the npz it belongs to)."""
+    groups: dict[tuple, tuple[str, list[np.ndarray]]] = {}
+    doc = _encode({k: v for k, v in index.items() if k != "path"}, groups)
+    doc["arrays_id"] = uuid.uuid4().hex
+    arrays = {"arrays_id": np.array(doc["arrays_id"])}
+    for name, parts in groups.values():
+        arrays[name] = np.concatenate(parts)
+        arrays[name + "_offsets"] = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+    out, npz = folder / INDEX_JSON, folder / INDEX_NPZ
+    tmp_npz, tmp_json = folder / f".index.tmp{os.getpid()}.npz", folder / f".index.tmp{os.getpid()}.json"
     try:
-        with open(path, "rb") as f:
-            index = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        np.savez(tmp_npz, **arrays)
+        tmp_json.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp_npz, npz)
+        os.replace(tmp_json, out)
+    except OSError as exc:
+        for tmp in (tmp_npz, tmp_json):
+            tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write the index ({exc.strerror or exc}); pass a writable --cache-dir",
+                        str(folder)) from exc
+    return out
+
+
+def read_index(folder: Path) -> dict[str, Any]:
+    """Read ``index.json`` + ``index.npz`` (``allow_pickle=False``: data only, no code)."""
+    path = folder / INDEX_JSON
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        if doc.get("format") != INDEX_FORMAT:
+            return doc
+        with np.load(folder / INDEX_NPZ, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        if str(arrays.get("arrays_id")) != doc.get("arrays_id"):
+            raise ValueError(f"{INDEX_NPZ} belongs to another {INDEX_JSON} (interrupted write?)")
+        index = _decode(doc, arrays)
+        index.pop("arrays_id")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:  # JSON/zip errors: ValueError
         raise DataError(f"unreadable index ({exc}); delete it and run `calico prepare` again", str(path)) from exc
-    if index.get("format") != INDEX_FORMAT:
-        raise DataError(f"index format {index.get('format')} != {INDEX_FORMAT}; run `calico prepare` again",
-                        str(path))
+    index["path"] = str(path)
     return index
+
+
+def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
+    """Load ``<cache>/index.json`` (+ ``index.npz``), building it first if absent or of an old format (and
+    ``auto_prepare``). An old ``index.pkl`` is never unpickled."""
+    folder = cache_dir(data)
+    path = folder / INDEX_JSON
+    reason = ""
+    if not path.exists():
+        reason = (f"{folder / OLD_INDEX} is an old-format index (a pickle, not read: it could run code)"
+                  if (folder / OLD_INDEX).exists() else "no index")
+    else:
+        index = read_index(folder)
+        if index.get("format") == INDEX_FORMAT:
+            return index
+        reason = f"index format {index.get('format')} != {INDEX_FORMAT}"
+    if not auto_prepare:
+        raise DataError(f"{reason}: run `calico prepare --dataroot ... --version ...` first", str(path))
+    if reason != "no index":
+        print(f"calico: {reason}; rebuilding it with `calico prepare`", file=sys.stderr)
+    prepare(data, progress=True)
+    return read_index(folder)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +383,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_sweeps < 0:
+        raise DataError(f"--max-sweeps {args.max_sweeps} is invalid: must be an integer >= 0")
     data = DataConfig(dataroot=args.dataroot, version=args.version, cache_dir=args.cache_dir,
                       max_index_sweeps=args.max_sweeps)
     index = prepare(data, skip_bad=args.skip_bad)
@@ -249,11 +392,14 @@ def run(args: argparse.Namespace) -> int:
     scenes = {r["scene_name"] for r in recs}
     nbox = sum(len(r["gt_labels"]) for r in recs)
     print(f"indexed {len(recs)} samples from {len(scenes)} scenes, {nbox} boxes -> {index['path']}")
-    if index["skipped_samples"]:
+    if index["bad_files"]:
         print(f"skipped {len(index['skipped_samples'])} samples with {len(index['bad_files'])} bad files "
               "(--skip-bad):")
         for p, why in index["bad_files"][:20]:
             print(f"  {p}: {why}")
+    if index.get("bad_sweeps_left_out"):
+        print(f"note: {index['bad_sweeps_left_out']} bad sweep file(s) left out of their keyframes' sweeps "
+              "(those keyframes are kept with the other sweeps)")
     if index["missing_sweep_files"]:
         print(f"note: {index['missing_sweep_files']} sweep files listed in sample_data are absent "
               "(keyframes-only copy?); the loader uses the sweeps present")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,43 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` through a temporary file and ``os.replace``: never a half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch wraps some write errors (ENOSPC) in RuntimeError
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError) and not _is_write_error(exc):
+            raise
+        need = _tensor_bytes(obj)
+        try:
+            free = f", {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free"
+        except OSError:
+            free = ""
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise CheckpointError(f"{path.parent}: cannot write checkpoint {path.name} ({why}; it needs about "
+                              f"{need / 1e6:.1f} MB{free}); {path.name} was left as it was") from exc
     return path
+
+
+def _is_write_error(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("no space", "file write failed", "unexpected pos", "disk quota", "errno"))
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors/arrays in a (nested) checkpoint dict: what writing it needs, roughly."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -135,14 +167,32 @@ def _checkpoint_parts(ckpt: dict[str, Any], part_names: list[str], path: Path) -
                           f"('model'); top-level keys: {sorted(ckpt)[:10]}")
 
 
+def _refuse_empty(path: Path, report: InitReport, part_names: list[str], groups: dict) -> None:
+    """One line when nothing, or nothing of a part both sides have, would load (see ``load_init``)."""
+    hint = "another config or model (check model.modality and the model sizes)? pass --init-partial to accept"
+    if sum(r.loaded for r in report.parts.values()) == 0:
+        keys = [f"{name}.{k}" if name != "(other)" else k for name, sd in groups.items() for k in sd]
+        raise CheckpointError(f"{path}: no tensor matches this model ({len(keys)} checkpoint keys, first: "
+                              f"{', '.join(keys[:3]) or 'none'}; model parts: {', '.join(part_names)}); {hint}")
+    empty = [name for name, r in report.parts.items() if name in part_names and name in groups and r.loaded == 0]
+    if empty:
+        r = report.parts[empty[0]]
+        raise CheckpointError(f"{path}: part {empty[0]} loads 0 of its {r.total} tensors (checkpoint keys: "
+                              f"{', '.join(r.unexpected[:3])}{', ...' if len(r.unexpected) > 3 else ''}); {hint}")
+
+
 def load_init(model: nn.Module, ckpt_path: str | Path, parts: list[str] | None = None,
-              verbose: bool = True) -> InitReport:
+              verbose: bool = True, partial: bool = False) -> InitReport:
     """Load pre-trained weights into the named parts of ``model`` (``model.part_names()``).
 
     Accepts a pre-training checkpoint (``{"parts": {name: state_dict}}``) or a fine-tuning one
     (``{"model": state_dict}``). ``parts`` restricts loading to those part names. Missing and unexpected
     keys are reported per part; any shape mismatch is refused (nothing is loaded) with the key and both
     shapes in the message. Parts the checkpoint does not cover keep their initialisation.
+
+    A checkpoint from which nothing loads, or a part of it (named in ``parts``, or present in both the
+    checkpoint and the model) of which no tensor loads, is refused (nothing is loaded) unless ``partial``
+    (``--init-partial``): it almost always means another config or another model.
     """
     path = Path(ckpt_path)
     part_names = list(model.part_names()) if hasattr(model, "part_names") else []
@@ -177,6 +227,8 @@ def load_init(model: nn.Module, ckpt_path: str | Path, parts: list[str] | None =
         to_load.append((target, {k: sd[k] for k in matched}))
     if errors:
         raise CheckpointError(f"{path}: shape mismatch, refusing to load:\n  " + "\n  ".join(errors))
+    if not partial:
+        _refuse_empty(path, report, part_names, groups)
     for target, sd in to_load:
         target.load_state_dict(sd, strict=False)
     for name in part_names:

@@ -158,6 +158,7 @@ class Trainer:
             self.log(f"resume: checkpoint from {ckpt.get('world_size')} processes, now {self.world}: "
                      "the sample order and RNG streams will differ from an uninterrupted run")
         set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        self.last_checkpoint = path
         self.log(f"resumed from {path}: epoch {self.epoch}, step {self.step_in_epoch} in epoch, "
                  f"global step {self.global_step}")
 
@@ -246,6 +247,13 @@ class Trainer:
                  f"{self.s.epochs} epochs x {self.steps_per_epoch} steps (total {self.total_steps}), "
                  f"batch {self.s.batch_size}/process, lr {self.s.lr}, schedule {self.s.schedule}, "
                  f"amp {self.amp_dtype if self.amp else 'off'}")
+        self.already_complete = self.global_step >= self.total_steps
+        if self.total_steps == 0:
+            self.log(f"nothing to train: {self.s.epochs} epochs x {self.steps_per_epoch} steps"
+                     + (f", max_steps {self.s.max_steps}" if self.s.max_steps else "") + " = 0 steps")
+        elif self.already_complete:
+            self.log(f"the run is already complete: global step {self.global_step} of {self.total_steps}; "
+                     f"checkpoint {self.last_checkpoint}")
         bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not dist.is_main(),
                    desc="train", dynamic_ncols=True)
         window: dict[str, float] = {}
@@ -278,7 +286,8 @@ class Trainer:
                     self._hook("epoch_end")
             if self.global_step >= self.total_steps and self.step_in_epoch != 0:
                 self.save_checkpoint()  # max_steps stopped mid-epoch
-            self.log(f"finished at global step {self.global_step}; checkpoint {self.last_checkpoint}")
+            self.log(f"finished at global step {self.global_step}; "
+                     + (f"checkpoint {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint written"))
         finally:
             bar.close()
             if self.tb is not None:
@@ -287,7 +296,8 @@ class Trainer:
                 handler.close()
                 self.logger.removeHandler(handler)
         return {"global_step": self.global_step, "epoch": self.epoch, "logs": self.last_logs,
-                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
+                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+                "already_complete": self.already_complete and self.total_steps > 0}
 
     def _write_scalars(self, window: dict[str, float], n: int, t0: float) -> float:
         now = time.perf_counter()

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from calico.cli import CalicoError
-from calico.config import Config, apply_overrides, config_from_dict, get_config
+from calico.config import Config, apply_overrides, config_from_dict, get_config, validate_config
+from calico.utils.cliargs import add_set_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="config preset or config.json (default: the checkpoint's 'config' or the run's "
                              "config.json next to the checkpoint)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. data.num_workers=0 (repeatable)")
+    add_set_argument(parser, dest="overrides")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
@@ -50,7 +50,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
     """The run's config: ``ckpt["config"]`` if stored, else ``config.json`` beside the checkpoint or one level up."""
     if isinstance(ckpt.get("config"), dict):
-        return config_from_dict(ckpt["config"])
+        try:
+            return config_from_dict(ckpt["config"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CalicoError(f"{path}: the checkpoint's config is not usable ({exc})") from exc
     path = Path(path)
     for candidate in (path.parent / "config.json", path.parent.parent / "config.json"):
         if candidate.is_file():
@@ -67,10 +70,17 @@ def build_from_checkpoint(ckpt: dict[str, Any], cfg: Config, path: str | Path) -
 
     model = build_model(cfg.model, cfg.data)
     state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}  # DDP-wrapped saves
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CalicoError(f"{path}: weights do not match the model built from the config: {exc}") from exc
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(v)} {label} (first: {', '.join(v[:3])})" for label, v in
+                 (("shape mismatches", shapes), ("missing", missing), ("unexpected", unexpected)) if v]
+        raise CalicoError(f"{path}: weights do not match the model built from the config (trained with another "
+                          f"config? pass that run's --config): {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
     return model
 
 
@@ -84,7 +94,7 @@ def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = No
     if config:
         try:
             cfg = get_config(config)
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise CalicoError(str(exc)) from exc
     else:
         cfg = checkpoint_config(ckpt, ckpt_path)
@@ -92,7 +102,7 @@ def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = No
     if version:
         cfg.data.version = version
     try:
-        apply_overrides(cfg, list(overrides or []))
+        validate_config(apply_overrides(cfg, list(overrides or [])))
     except (KeyError, ValueError) as exc:
         raise CalicoError(f"--set: {exc}") from exc
     model = build_from_checkpoint(ckpt, cfg, ckpt_path)
@@ -102,6 +112,11 @@ def load_finetuned(ckpt_path: str | Path, dataroot: str, config: str | None = No
 
 def run(args: argparse.Namespace) -> int:
     from calico.eval.runner import run_evaluation
+    from calico.utils.runinfo import writable_dir
+
+    if args.max_samples is not None and args.max_samples < 1:
+        raise CalicoError(f"--max-samples {args.max_samples}: must be >= 1 (omit it to evaluate every sample)")
+    writable_dir(args.out)
 
     cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.overrides, args.version, args.device)
     metrics = run_evaluation(model, cfg, args.split, args.out, max_samples=args.max_samples,

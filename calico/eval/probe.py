@@ -24,6 +24,7 @@ import torch
 
 from calico.cli import CalicoError
 from calico.config import CLASSES, Config
+from calico.utils.cliargs import add_set_argument
 
 GROUPS: tuple[str, ...] = ("background", "car", "pedestrian", "other")
 # Background cells kept for fitting: at most this many times the object cells (a seeded subsample).
@@ -226,8 +227,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="paper", help="preset (paper, cpu) or a config.json path")
     parser.add_argument("--dataroot", help="nuScenes-format dataset root (overrides data.dataroot)")
     parser.add_argument("--version", help="dataset version, e.g. v1.0-trainval or v1.0-mini")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config overrides, e.g. finetune.val_split=mini_val")
+    add_set_argument(parser)
     parser.add_argument("--train-frames", type=int, default=12, help="first N keyframes of the train split")
     parser.add_argument("--val-frames", type=int, default=0, help="first N keyframes of the val split (0 = all)")
     parser.add_argument("--features", choices=("lidar", "camera"), default="lidar", help="F^LiDAR or F^Camera")

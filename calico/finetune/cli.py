@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from calico.engine import dist
-from calico.engine.runsetup import add_common_arguments, resolve_config, start_run
+from calico.engine.runsetup import add_common_arguments, done_message, resolve_config, start_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,9 +38,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, extra)
     run_dir, _ = start_run(args, cfg, cfg.finetune.device)
     try:
-        summary = finetune(cfg, run_dir, init=args.init, resume=args.resume, evaluate=args.eval)
+        summary = finetune(cfg, run_dir, init=args.init, resume=args.resume, evaluate=args.eval,
+                           init_partial=args.init_partial)
     finally:
         dist.cleanup()
     if dist.is_main():
-        print(f"done: {summary['global_step']} steps, checkpoint {summary['checkpoint']}")
+        print(done_message(summary, "finetune", args.out)
+              or f"done: {summary['global_step']} steps, checkpoint {summary['checkpoint']}")
     return 0

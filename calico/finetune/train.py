@@ -39,7 +39,7 @@ def pretrained_lr_mult(model: nn.Module, parts: set[str], mult: float) -> dict[i
 
 def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None = None, resume: bool = False,
              evaluate: bool = True, dataset: Any = None, collate_fn: Any = None, model: nn.Module | None = None,
-             hooks: list[Hook] | None = None) -> dict[str, Any]:
+             hooks: list[Hook] | None = None, init_partial: bool = False) -> dict[str, Any]:
     """Fine-tune ``build_model(cfg.model, cfg.data)`` on ``cfg.finetune.fraction`` of the train split.
 
     The caller has seeded the RNGs and created ``run_dir`` (see ``calico.engine.runsetup.start_run``).
@@ -47,7 +47,9 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     ``model`` replace the defaults (tests). Returns the trainer's summary, with
     ``metrics`` when the evaluation ran.
     """
-    ft = cfg.finetune
+    from calico.engine.runsetup import decide_segmentation  # no map ground truth: segmentation off
+
+    ft, cfg = cfg.finetune, decide_segmentation(cfg, dataset)
     if model is None:
         from calico.models import build_model
 
@@ -70,7 +72,7 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     resumed = resume and (run_dir / "last.pt").is_file()
     loaded: set[str] = set()
     for path in ([init] if isinstance(init, str) else init) if init else []:
-        report = load_init(model, path, verbose=dist.is_main() and not resumed)
+        report = load_init(model, path, verbose=dist.is_main() and not resumed, partial=init_partial)
         loaded |= {name for name, part in report.parts.items() if part.loaded > 0 and name != "(other)"}
     lr_mult = pretrained_lr_mult(model, loaded, ft.pretrained_lr_mult)
     if dist.is_main():

@@ -27,7 +27,8 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
     less = regions < 0
     ax.scatter(xyz[less, 0], xyz[less, 1], s=0.2, c="#b0b0b0", linewidths=0)
     rng = np.random.default_rng(0)
-    palette = rng.uniform(0.1, 0.95, size=(max(1, int(regions.max()) + 1), 3))
+    n_regions = int(regions.max()) + 1 if len(regions) else 0
+    palette = rng.uniform(0.1, 0.95, size=(max(1, n_regions), 3))
     ax.scatter(xyz[~less, 0], xyz[~less, 1], s=0.8, c=palette[regions[~less]], linewidths=0)
     for box in boxes:
         cx = box_corners(box)
@@ -37,11 +38,17 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
     ax.set_aspect("equal")
     ax.set_xlabel("x (m, LiDAR frame)")
     ax.set_ylabel("y (m)")
-    ax.set_title(title or f"{int(regions.max()) + 1} regions (colours), semantic-less grey, GT boxes red")
+    ax.set_title(title or f"{n_regions} regions (colours), semantic-less grey, GT boxes red")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, bbox_inches="tight")
+    except OSError as exc:
+        from calico.cli import CalicoError
+
+        raise CalicoError(f"--out {out}: cannot write the picture ({exc.strerror or exc})") from exc
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -60,5 +67,6 @@ def plot_sample(ds, sample: str, out: str | Path) -> Path:
     pts = ds.load_points(i)
     regions = semantic_pooling(pts, ds.cfg.pooling)
     rec = ds.records[i]
-    title = f"{rec.get('scene_name', '')} {rec['token'][:8]}: {int(regions.max()) + 1} regions"
+    n = int(regions.max()) + 1 if len(regions) else 0
+    title = f"{rec.get('scene_name', '')} {rec['token'][:8]}: {n} regions" + ("" if len(pts) else " (0 points)")
     return plot_regions(pts[:, :3], regions, np.asarray(rec["gt_boxes"]), out, title)

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from calico.engine import dist
-from calico.engine.runsetup import add_common_arguments, resolve_config, start_run
+from calico.engine.runsetup import add_common_arguments, done_message, resolve_config, start_run
 
 # stages that distil into the camera branch from a frozen, pre-trained LiDAR backbone
 TEACHER_STAGES = ("rad", "bevdistill", "vanilla_distill")
@@ -26,6 +26,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--split", default="train",
                         help="samples to pre-train on: a split name, or 'all' (default: train)")
+
+
+def check_regions(dataset, stage: str, config: str) -> None:
+    """Before step 1: every region file of ``dataset`` pooled with the run's settings is present, readable
+    and holds one id per loader point; else one line naming the (first) bad file and what to run."""
+    from calico.cli import CalicoError
+    from calico.pooling.cache import cache_settings, check_dataset, other_settings
+
+    cfg = dataset.cfg
+    pool = (f"`calico pool --config {config} --dataroot {cfg.data.dataroot} --version {cfg.data.version}"
+            + (f" --cache-dir {cfg.data.cache_dir}" if cfg.data.cache_dir else "") + "` (with this run's --set)")
+    folder, bad = check_dataset(dataset, num_workers=cfg.data.num_workers)
+    if not folder.is_dir():
+        other = other_settings(dataset.cache, cache_settings(cfg))
+        raise CalicoError(f"stage {stage!r} needs semantic-pooling regions but none are cached for these settings "
+                          f"in {folder}" + (f"; {other}" if other else "") + f"; or run {pool} first")
+    if bad:
+        path, why = bad[0]
+        more = f" ({len(bad)} of {len(dataset)} region files bad)" if len(bad) > 1 else ""
+        raise CalicoError(f"{path}: region file {why}{more}; run {pool}: it recomputes bad files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,11 +67,8 @@ def run(args: argparse.Namespace) -> int:
     # LiDAR-only stages never look at the images: skip decoding them
     dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split,
                               load_images=cfg.data.load_images and stage in CAMERA_STAGES)
-    if stage in REGION_STAGES and "regions" not in dataset[0]:
-        raise CalicoError(
-            f"stage {stage!r} needs semantic-pooling regions but none are cached for {cfg.data.dataroot} "
-            f"(cache {dataset.cache}): run `calico pool --config {args.config} --dataroot {cfg.data.dataroot}` "
-            "first")
+    if stage in REGION_STAGES:
+        check_regions(dataset, stage, args.config)
     run_dir, _ = start_run(args, cfg)
     try:
         model = build_model(cfg.model, cfg.data)
@@ -59,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             # the teacher is the LiDAR map the stage reads: after the decoder when pretrain.features="decoder"
             teacher = ["lidar_backbone", "lidar_decoder"] if cfg.pretrain.features == "decoder" else ["lidar_backbone"]
             parts = teacher if stage in TEACHER_STAGES else None
-            load_init(model, path, parts=parts, verbose=dist.is_main())
+            load_init(model, path, parts=parts, verbose=dist.is_main(), partial=args.init_partial)
         try:
             method = build_method(stage, model, cfg)
         except ValueError as exc:
@@ -74,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         dist.cleanup()
     if dist.is_main():
-        print(f"done: {summary['global_step']} steps; `calico finetune --init {summary['checkpoint']}` "
+        print(done_message(summary, "pretrain", args.out)
+              or f"done: {summary['global_step']} steps; `calico finetune --init {summary['checkpoint']}` "
               "loads its pre-trained parts")
     return 0
 

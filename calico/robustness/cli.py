@@ -19,6 +19,7 @@ from calico.cli import CalicoError
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES
 from calico.robustness.spoofing import TRACE_SIZES
 from calico.robustness.suite import SUITES, Perturbation
+from calico.utils.cliargs import add_set_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataroot", help="nuScenes-format dataroot (prepared with `calico prepare`)")
     parser.add_argument("--config", default=None,
                         help="preset (paper, cpu) or config.json; default: config.json next to --ckpt")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    add_set_argument(parser)
     parser.add_argument("--split", default="val")
     parser.add_argument("--suite", default="all", choices=[*SUITES, "all"])
     parser.add_argument("--out", required=True, help="output folder (with --plot: the figures' folder)")
@@ -68,8 +69,9 @@ def make_evaluator(model: Any, cfg: Any, split: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from calico.robustness import plots, suite
+    from calico.utils.runinfo import writable_dir
 
-    out = Path(args.out)
+    out = writable_dir(args.out)
     if args.plot:
         try:
             results = plots.load_results(args.plot)

@@ -59,6 +59,23 @@ def _environment() -> dict[str, Any]:
     }
 
 
+def writable_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create ``path`` (and parents) and check a file can be written there; else one-line ``CalicoError``."""
+    from calico.cli import CalicoError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CalicoError(f"{flag} {p}: is a file, not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".calico-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CalicoError(f"{flag} {p}: cannot create or write this folder ({exc.strerror or exc})") from exc
+    return p
+
+
 def make_run_dir(out: str | Path, cfg: Any, argv: list[str] | None = None, *, resume: bool = False) -> Path:
     """Create the run folder ``out`` and record the run in ``config.json`` and ``run.json``.
 
@@ -84,10 +101,11 @@ def make_run_dir(out: str | Path, cfg: Any, argv: list[str] | None = None, *, re
         record.setdefault("history", []).append({"event": "resume", **info})
         _write_json(run_json, record)
         return run
-    # a folder whose run never wrote a checkpoint (e.g. failed at start-up) may be reused
-    if (run / "config.json").exists() and any(run.glob("*.pt")):
+    # a folder whose run never wrote a checkpoint (e.g. failed at start-up) may be reused; one with
+    # checkpoints is never overwritten (its config.json and run.json history would be lost)
+    if any(run.glob("*.pt")):
         raise CalicoError(f"{run}: already holds a run with checkpoints; pass --resume or choose another --out")
-    run.mkdir(parents=True, exist_ok=True)
+    writable_dir(run)
     _write_json(run / "config.json", cfg.to_dict())
     _write_json(run_json, {**info, "history": []})
     return run
