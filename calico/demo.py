@@ -168,7 +168,7 @@ def probe_jobs(plan: DemoPlan, out: Path) -> list[Job]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calico.data.prepare import prepare
+    from calico.data.prepare import load_index
 
     t0 = time.time()
     size = SIZES["quick" if args.quick else "full"]
@@ -177,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_world(root, args.seed, size=size)
     cfg = get_config("cpu")
     cfg.data.dataroot, cfg.data.version = str(root), WORLD_VERSION
-    if not (Path(cfg.data.dataroot) / ".calico" / WORLD_VERSION / "index.pkl").exists():
-        prepare(cfg.data, progress=True)
+    load_index(cfg.data)  # `calico prepare` once (again when the index format changed)
     plan = make_plan(out, root, size, args.seed, args.fusion)
     planned = plan.lidar_study.plan(plan.lidar)
     if plan.fusion is not None:
