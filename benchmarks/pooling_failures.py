@@ -92,10 +92,10 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     from calico.config import get_config
     from calico.data.dataset import NuScenesDataset
+    from calico.data.geometry import points_in_boxes
     from calico.pooling.core import cluster, semantic_pooling
     from calico.pooling.filters import support_below
     from calico.pooling.ground import ground_mask
-    from calico.pooling.metrics import points_in_boxes
 
     cfg = get_config("paper", list(args.set))
     cfg.data.dataroot, cfg.data.version, cfg.data.cache_dir = args.dataroot, args.version, args.cache_dir

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from calico.errors import CalicoError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("calico.data.synth.cli", "generate a synthetic nuScenes-format world"),
     "convert": ("calico.data.convert.cli", "import another dataset's layout (PandaSet) as nuScenes format"),
@@ -24,10 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("calico.eval.probe", "linear probe on frozen BEV features of a checkpoint"),
     "robustness": ("calico.robustness.cli", "corruptions, spoofing, sensor dropout, calibration errors"),
 }
-
-
-class CalicoError(Exception):
-    """An error with a message meant for the user (no traceback is printed)."""
 
 
 def _clean(message: str) -> str:
@@ -61,11 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd_parser = argparse.ArgumentParser(prog=f"calico {name}", description=help_text)
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
-    from calico.data.errors import DataError
 
     try:
         rc = module.run(args)
-    except (CalicoError, DataError) as exc:
+    except CalicoError as exc:  # DataError is one
         print(f"calico {name}: error: {_clean(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -75,7 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Re-import so that CalicoError is the class other modules raise (not a __main__ copy of it).
-    from calico.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -139,13 +139,31 @@ class ModelConfig:
     nms_post_max: int = 83  # kept per task after circle NMS
 
 
+SCHEDULES = ("cyclic", "onecycle", "constant")
+
+
 @dataclass
-class PretrainConfig:
-    stage: str = "prc"
+class TrainConfig:
+    """What the training engine reads (``calico.engine.Trainer``); pre-training and fine-tuning extend it."""
+
     epochs: int = 20
-    batch_size: int = 4
-    lr: float = 2e-4
-    weight_decay: float = 0.01
+    batch_size: int = 4  # per process (DDP multiplies it by the number of processes)
+    lr: float = 2e-4  # the cyclic schedule's starting lr (paper App. B); peaks at 10x
+    weight_decay: float = 0.01  # 0.2 helps against over-fitting with few labels (paper App. B)
+    grad_clip: float = 35.0  # max gradient L2 norm (App. B); <= 0 disables
+    schedule: str = "cyclic"  # "cyclic" (BEVFusion's cyclic lr/momentum), "onecycle" or "constant"
+    ckpt_every: int = 500  # steps between last.pt refreshes (also at every epoch end)
+    keep_epoch_ckpts: bool = True  # epoch_XXX.pt besides last.pt
+    amp: bool = True  # autocast on CUDA only; CPU runs fp32
+    amp_dtype: str = "auto"  # "bf16", "fp16" (+ GradScaler) or "auto" (bf16 where the GPU supports it)
+    max_steps: int = 0  # > 0 caps the optimiser steps (smoke runs); the schedule spans the capped run
+    log_every: int = 10  # steps between TensorBoard / log.txt scalars
+    device: str = "auto"  # "auto" (CUDA if available), "cpu" or "cuda"
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    stage: str = "prc"
     alpha: float = 0.5
     tau: float = 0.07
     num_rich: int = 1024  # N semantic-rich points
@@ -162,11 +180,6 @@ class PretrainConfig:
     proposal_anchors: int = 256  # ProposalContrast: random anchors per frame
     proposal_radius: float = 2.0  # m, BEV ball-query radius of a ProposalContrast proposal
     simipu_points: int = 1024  # SimIPU: LiDAR points per frame that project into some image
-    ckpt_every: int = 500  # steps
-    amp: bool = True
-    grad_clip: float = 35.0  # as fine-tuning (App. B)
-    schedule: str = "cyclic"  # "cyclic", "onecycle" or "constant" (calico.engine.optim)
-    max_steps: int = 0  # > 0 caps the optimiser steps; the schedule spans the capped run
     # which points are contrasted (calico/pretrain/sampling.py): "uniform" draws rows uniformly; "cell" keeps at
     # most one row per F^LiDAR cell (per region within a cell for rich rows), balanced over range
     sampling: str = "cell"
@@ -191,21 +204,8 @@ class AugmentConfig:
 
 
 @dataclass
-class FinetuneConfig:
-    epochs: int = 20
-    batch_size: int = 4  # per process (DDP multiplies it by the number of processes)
-    lr: float = 2e-4  # the cyclic schedule's starting lr (paper App. B); peaks at 10x
-    weight_decay: float = 0.01  # 0.2 helps against over-fitting with few labels (paper App. B)
-    grad_clip: float = 35.0  # max gradient L2 norm; <= 0 disables
-    schedule: str = "cyclic"  # "cyclic" (BEVFusion's cyclic lr/momentum), "onecycle" or "constant"
+class FinetuneConfig(TrainConfig):
     fraction: float = 1.0
-    ckpt_every: int = 500  # steps between last.pt refreshes (also at every epoch end)
-    keep_epoch_ckpts: bool = True  # epoch_XXX.pt besides last.pt
-    amp: bool = True  # autocast on CUDA only; CPU runs fp32
-    amp_dtype: str = "auto"  # "bf16", "fp16" (+ GradScaler) or "auto" (bf16 where the GPU supports it)
-    max_steps: int = 0  # > 0 caps the optimiser steps (smoke runs); the schedule spans the capped run
-    log_every: int = 10  # steps between TensorBoard / log.txt scalars
-    device: str = "auto"  # "auto" (CUDA if available), "cpu" or "cuda"
     train_split: str = "train"  # split the label fraction is drawn from (v1.0-mini: "mini_train")
     val_split: str = "val"  # evaluated after training when it exists (v1.0-mini: "mini_val")
     # lr multiplier of the model parts loaded from --init (1: one lr for all, the paper's AdamW); < 1 keeps a
@@ -363,7 +363,6 @@ def config_from_dict(d: dict[str, Any]) -> Config:
 
 
 # ------------------------------------------------------------------------------------------ validation
-SCHEDULES: tuple[str, ...] = ("cyclic", "onecycle", "constant")  # = calico.engine.optim.SCHEDULES
 MODALITIES: tuple[str, ...] = ("L", "C", "L+C")
 
 
@@ -504,26 +503,19 @@ def validate_config(cfg: Config) -> Config:
     t = "pretrain."
     if not isinstance(cfg.pretrain.stage, str) or not cfg.pretrain.stage:
         bad(t + "stage", cfg.pretrain.stage, "a stage name (prc, rad, ...)")
-    num(t + "epochs", 0, integer=True)
-    num(t + "batch_size", 1, integer=True)
-    num(t + "lr", 0, lo_open=True)
-    num(t + "weight_decay", 0)
     num(t + "alpha", 0, 1)
     num(t + "tau", 0, lo_open=True)
-    for key in ("num_rich", "num_less", "ckpt_every", "max_steps"):
+    for key in ("num_rich", "num_less"):
         num(t + key, 0, integer=True)
     for key in ("proj_hidden", "proj_out", "proposal_anchors", "simipu_points"):
         num(t + key, 1, integer=True)
     num(t + "rot_range", 0, 180)
     num(t + "flip_prob", 0, 1)
     num(t + "proposal_radius", 0, lo_open=True)
-    num(t + "grad_clip")
     seq(t + "scale_range", 2, positive=True, increasing=True)
-    choice(t + "schedule", SCHEDULES)
     choice(t + "sampling", ("uniform", "cell"))
     choice(t + "features", ("backbone", "decoder"))
     boolean(t + "per_frame_negatives")
-    boolean(t + "amp")
     # augment
     a = "augment."
     num(a + "rot_range", 0, 180)
@@ -537,21 +529,22 @@ def validate_config(cfg: Config) -> Config:
         boolean(a + key)
     # finetune
     f = "finetune."
-    num(f + "epochs", 0, integer=True)
-    num(f + "batch_size", 1, integer=True)
-    num(f + "lr", 0, lo_open=True)
-    num(f + "weight_decay", 0)
-    num(f + "grad_clip")
-    choice(f + "schedule", SCHEDULES)
     num(f + "fraction", 0, 1, lo_open=True)
-    num(f + "ckpt_every", 0, integer=True)
-    num(f + "max_steps", 0, integer=True)
-    num(f + "log_every", 1, integer=True)
     num(f + "pretrained_lr_mult", 0)
-    choice(f + "amp_dtype", ("auto", "bf16", "fp16"))
-    choice(f + "device", ("auto", "cpu", "cuda"))
-    for key in ("keep_epoch_ckpts", "amp"):
-        boolean(f + key)
+    for sec in ("pretrain.", "finetune."):  # the TrainConfig fields both sections share
+        num(sec + "epochs", 0, integer=True)
+        num(sec + "batch_size", 1, integer=True)
+        num(sec + "lr", 0, lo_open=True)
+        num(sec + "weight_decay", 0)
+        num(sec + "grad_clip")
+        choice(sec + "schedule", SCHEDULES)
+        num(sec + "ckpt_every", 0, integer=True)
+        num(sec + "max_steps", 0, integer=True)
+        num(sec + "log_every", 1, integer=True)
+        choice(sec + "amp_dtype", ("auto", "bf16", "fp16"))
+        choice(sec + "device", ("auto", "cpu", "cuda"))
+        for key in ("keep_epoch_ckpts", "amp"):
+            boolean(sec + key)
     if errors:
         more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:3])})" if len(errors) > 1 else ""
         raise ValueError(f"{errors[0]}{more}")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from calico.config import CLASSES, Config
-from calico.pooling.plot import box_corners
+from calico.data.geometry import box_corners
 
 
 def _plt():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calico.cli import CalicoError
 from calico.config import CLASSES, MAP_CLASSES
+from calico.errors import CalicoError
 from calico.eval.stats import paired_difference, summarize
 from calico.pretrain.cli import REGION_STAGES
 from calico.utils.cliargs import add_set_argument

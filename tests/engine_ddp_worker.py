@@ -16,7 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_toy import ToyData, ToyModel, ToyStep, collate  # noqa: E402
 
-from calico.engine import Trainer, TrainSettings, dist  # noqa: E402
+from calico.config import TrainConfig  # noqa: E402
+from calico.engine import Trainer, dist  # noqa: E402
 from calico.utils.runinfo import seed_everything  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def main() -> int:
         if event == "step_start" and trainer.global_step == args.kill:
             raise SystemExit(3)
 
-    settings = TrainSettings(epochs=2, batch_size=3, lr=1e-2, schedule="onecycle", ckpt_every=2, log_every=2,
+    settings = TrainConfig(epochs=2, batch_size=3, lr=1e-2, schedule="onecycle", ckpt_every=2, log_every=2,
                              device="cpu", amp=False)
     trainer = Trainer(settings, args.run_dir, ToyStep(model), ToyData(22), collate, seed=5, hooks=[kill],
                       resume=args.resume)

@@ -85,7 +85,7 @@ def _labels(index, r):
 
 def test_box_yaw_and_size_match_the_semseg_points(index):
     from calico.config import CLASSES
-    from calico.pooling.metrics import points_in_boxes
+    from calico.data.geometry import points_in_boxes
 
     for r in index["records"]:
         pts, lab = _labels(index, r)
@@ -143,7 +143,7 @@ def test_bad_input_names_the_file(tmp_path):
         pytest.skip(f"PandaSet slice not found at {PANDASET}")
     pytest.importorskip("pandas", reason="reading PandaSet needs pandas")
     from calico.data.convert.pandaset import convert
-    from calico.data.errors import DataError
+    from calico.errors import DataError
 
     src = tmp_path / "002"
     shutil.copytree(PANDASET, src, ignore=shutil.ignore_patterns("*.jpg", "[1-7]*.pkl.gz", "[1-7]*.jpg"))

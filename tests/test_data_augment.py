@@ -23,8 +23,7 @@ from calico.data.augment import (
     transform_boxes,
     transform_map_masks,
 )
-from calico.pooling.metrics import points_in_boxes
-from calico.pooling.plot import box_corners
+from calico.data.geometry import box_corners, points_in_boxes
 from calico.utils.runinfo import seed_everything
 
 

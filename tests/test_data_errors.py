@@ -12,9 +12,9 @@ import pytest
 from calico.cli import main
 from calico.config import get_config
 from calico.data.dataset import NuScenesDataset
-from calico.data.errors import DataError
 from calico.data.pointcloud import load_pcd_bin
 from calico.data.prepare import prepare
+from calico.errors import DataError
 
 
 def _mirror(src: Path, dst: Path) -> Path:

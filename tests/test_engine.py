@@ -8,7 +8,8 @@ import pytest
 import torch
 from engine_toy import ToyData, ToyModel, ToyStep, collate
 
-from calico.engine import CheckpointError, NonFiniteLossError, Trainer, TrainSettings, load_init
+from calico.config import TrainConfig
+from calico.engine import CheckpointError, NonFiniteLossError, Trainer, load_init
 from calico.engine.checkpoint import load_file
 from calico.engine.optim import build_optimizer, build_scheduler
 from calico.utils.runinfo import seed_everything
@@ -32,7 +33,7 @@ def train(run_dir, *, hooks=None, resume=False, init_seed=0, seed=7, **over):
     seed_everything(init_seed)  # a resumed process starts from other weights and RNG state on purpose
     model = ToyModel()
     step = ToyStep(model, nan_at_call=over.pop("nan_at_call", -1))
-    trainer = Trainer(TrainSettings(**{**SETTINGS, **over}), run_dir, step, ToyData(22), collate, seed=seed,
+    trainer = Trainer(TrainConfig(**{**SETTINGS, **over}), run_dir, step, ToyData(22), collate, seed=seed,
                       hooks=hooks, resume=resume, extra_state=lambda: {"model": model.state_dict()})
     trainer.fit()
     return model, trainer
@@ -93,7 +94,7 @@ def test_max_steps_and_constant_schedule(tmp_path):
 
 def test_cyclic_schedule_matches_bevfusion_cyclic():
     p = torch.nn.Parameter(torch.zeros(2, 2))
-    s = TrainSettings(lr=2e-4, schedule="cyclic")
+    s = TrainConfig(lr=2e-4, schedule="cyclic")
     opt = build_optimizer([p], s)
     sched = build_scheduler(opt, s, total_steps=100)
     lrs, betas = [], []
@@ -110,7 +111,7 @@ def test_cyclic_schedule_matches_bevfusion_cyclic():
 
 def test_weight_decay_groups():
     model = ToyModel()
-    opt = build_optimizer(model.parameters(), TrainSettings(weight_decay=0.2))
+    opt = build_optimizer(model.parameters(), TrainConfig(weight_decay=0.2))
     decays = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
     assert decays[id(model.det_head.weight)] == 0.2 and decays[id(model.det_head.bias)] == 0.0
 
@@ -119,7 +120,7 @@ def test_weight_decay_groups():
 def test_lr_multiplier_groups_follow_the_schedule_scaled(schedule):
     slow, fast = torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2, 2))
     bias = torch.nn.Parameter(torch.zeros(2))
-    s = TrainSettings(lr=1e-3, schedule=schedule, weight_decay=0.1)
+    s = TrainConfig(lr=1e-3, schedule=schedule, weight_decay=0.1)
     opt = build_optimizer([slow, fast, bias], s, lr_mult={id(slow): 0.1})
     groups = {id(p): g for g in opt.param_groups for p in g["params"]}
     assert groups[id(slow)]["weight_decay"] == 0.1 and groups[id(bias)]["weight_decay"] == 0.0

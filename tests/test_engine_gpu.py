@@ -7,7 +7,8 @@ import math
 import pytest
 from engine_toy import ToyData, ToyModel, ToyStep, collate
 
-from calico.engine import Trainer, TrainSettings
+from calico.config import TrainConfig
+from calico.engine import Trainer
 from calico.engine.checkpoint import load_file
 
 
@@ -15,7 +16,7 @@ from calico.engine.checkpoint import load_file
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_amp_on_cuda(tmp_path, dtype):
     model = ToyModel()
-    s = TrainSettings(epochs=1, batch_size=4, lr=1e-2, ckpt_every=2, log_every=1, device="cuda", amp=True,
+    s = TrainConfig(epochs=1, batch_size=4, lr=1e-2, ckpt_every=2, log_every=1, device="cuda", amp=True,
                       amp_dtype=dtype)
     trainer = Trainer(s, tmp_path, ToyStep(model), ToyData(16), collate, seed=1)
     assert trainer.amp and trainer.scaler.is_enabled() == (dtype == "fp16")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from calico.cli import CalicoError
 from calico.config import get_config
+from calico.errors import CalicoError
 from calico.utils.runinfo import git_info, make_run_dir, seed_everything
 
 

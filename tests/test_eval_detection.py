@@ -116,7 +116,7 @@ def test_custom_splits_json_and_token_lists(tmp_path):
     nusc_or_skip()
     from nuscenes import NuScenes
 
-    from calico.data.errors import DataError
+    from calico.errors import DataError
 
     # a writable dataroot whose tables are the real scene's, plus the dataset's own splits.json
     (tmp_path / "v1.0-mini").mkdir()

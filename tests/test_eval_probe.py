@@ -119,8 +119,8 @@ def test_probe_cli_line_json_and_errors(world, tmp_path, capsys):
 
 
 def test_points_in_boxes_near_only_matches_the_dense_helper():
+    from calico.data.geometry import points_in_boxes
     from calico.eval.probe import _points_in_boxes
-    from calico.pooling.metrics import points_in_boxes
 
     rng = np.random.default_rng(0)
     xyz = rng.uniform(-20, 20, (5000, 3)).astype(np.float32)

@@ -9,8 +9,9 @@ import pytest
 import torch
 from eval_helpers import SCENE, nusc_or_skip
 
-from calico.cli import CalicoError, main
+from calico.cli import main
 from calico.config import get_config
+from calico.errors import CalicoError
 from calico.eval.runner import run_evaluation
 
 

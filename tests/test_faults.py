@@ -151,7 +151,7 @@ def test_pretrain_checks_the_region_cache_before_step_one(world, tmp_path, capsy
     assert len(err.splitlines()) == 1 and files[2].name in err and "missing" in err and "calico pool" in err
     assert not (tmp_path / "run").exists()
     from calico.data.dataset import NuScenesDataset
-    from calico.pooling.cache import check_dataset
+    from calico.data.regions import check_dataset
 
     cfg = get_config("cpu", [f"data.dataroot={world[0]}", "data.version=v1.0-synth", f"data.cache_dir={cache}",
                              "data.sweeps=1"])
@@ -266,8 +266,8 @@ def test_index_is_never_unpickled(world, tmp_path, capsys):
 
     import numpy as np
 
-    from calico.data.errors import DataError
     from calico.data.prepare import INDEX_FORMAT, load_index
+    from calico.errors import DataError
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -422,8 +422,8 @@ def test_cache_dir_that_is_a_file(world, tmp_path, capsys):
 
 def test_missing_dataroot_leaves_no_empty_cache_folder(tmp_path, monkeypatch, capsys):
     from calico.config import DataConfig
-    from calico.data.errors import DataError
     from calico.data.paths import cache_dir
+    from calico.errors import DataError
 
     monkeypatch.setenv("CALICO_CACHE", str(tmp_path / "usercache"))
     with pytest.raises(DataError, match="dataroot does not exist"):
@@ -440,7 +440,7 @@ def test_evaluate_max_samples_zero(tmp_path, capsys):
 
 
 def test_evaluate_with_another_configs_checkpoint_says_so_in_one_line():
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
     from calico.eval.cli import build_from_checkpoint
     from calico.models import build_model
 
@@ -480,7 +480,7 @@ def test_image_of_another_size_than_its_calibration(world, tmp_path):
     from PIL import Image
 
     from calico.data.dataset import NuScenesDataset
-    from calico.data.errors import DataError
+    from calico.errors import DataError
 
     data = _world_copy(world, tmp_path)
     cfg = get_config("cpu", [f"data.dataroot={data}", "data.version=v1.0-synth", "data.sweeps=1",
@@ -529,7 +529,7 @@ def test_pool_plot_of_a_cloud_with_no_points(tmp_path):
 
     import numpy as np
 
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
     from calico.pooling.plot import plot_sample
 
     ds = SimpleNamespace(records=[{"token": "tok", "scene_name": "s", "gt_boxes": np.zeros((0, 9), np.float32)}],
@@ -546,7 +546,7 @@ def test_out_in_a_read_only_folder(tmp_path, monkeypatch):
     import errno
     from pathlib import Path
 
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
     from calico.utils.runinfo import writable_dir
 
     def refuse(self, data):

@@ -7,12 +7,13 @@ import pytest
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from calico.data.errors import DataError
+from calico.data.geometry import points_in_boxes
+from calico.data.regions import cache_settings, load_regions, open_cache, save_regions
+from calico.errors import DataError
 from calico.pooling import semantic_pooling
-from calico.pooling.cache import cache_settings, load_regions, open_cache, save_regions
 from calico.pooling.dbscan import dbscan
 from calico.pooling.ground import ground_mask
-from calico.pooling.metrics import evaluate_frame, points_in_boxes, summarize
+from calico.pooling.metrics import evaluate_frame, summarize
 
 
 def _box_points(rng, centre, size, n):

@@ -53,7 +53,7 @@ def test_holdout_parts_never_hold_a_small_fraction(tmp_path):
     (tmp_path / "v" / "splits.json").write_text(json.dumps({"train": names, "val": ["x"]}))
     assert split_scene_names(str(tmp_path), "v", "train:holdout") == held
     assert split_scene_names(str(tmp_path), "v", "train:fit") == fit
-    from calico.data.errors import DataError
+    from calico.errors import DataError
 
     with pytest.raises(DataError, match="':fit' or ':holdout'"):
         split_scene_names(str(tmp_path), "v", "train:other")

@@ -61,7 +61,7 @@ def test_cells_skip_when_done_and_chain_pretraining(tmp_path, monkeypatch):
 def test_unknown_method_is_a_clear_error():
     import argparse
 
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     args = argparse.Namespace(grid="table1", fractions=None, methods=["nope"], out="x", dataroot="d",
                               version="v", config="cpu", seeds=[0], set=[])

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from calico.config import Config
-from calico.pooling.metrics import points_in_boxes
-from calico.pooling.plot import box_corners
+from calico.data.geometry import box_corners, points_in_boxes
 
 
 # ------------------------------------------------------------------------------------------ global transform

@@ -15,12 +15,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from calico.config import Config
-from calico.data.errors import DataError
 from calico.data.geometry import invert
 from calico.data.paths import cache_dir
 from calico.data.pointcloud import crop_ego, load_pcd_bin
 from calico.data.prepare import load_index
 from calico.data.splits import fraction_of, split_scene_names
+from calico.errors import DataError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -207,7 +207,7 @@ class NuScenesDataset(torch.utils.data.Dataset):
 
     def _regions(self, token: str, n: int) -> np.ndarray | None:
         """The cached regions pooled with this config's settings (None when not cached)."""
-        from calico.pooling.cache import cache_settings, load_regions, regions_dir
+        from calico.data.regions import cache_settings, load_regions, regions_dir
 
         return load_regions(regions_dir(self.cache, cache_settings(self.cfg)), token, n)
 

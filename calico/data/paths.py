@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from calico.config import DataConfig
-from calico.data.errors import DataError
+from calico.errors import DataError
 
 
 def cache_dir(data: DataConfig, create: bool = True) -> Path:

@@ -44,7 +44,7 @@ def label_format(dataroot: str | Path) -> str:
     path = format_path(dataroot)
     if not path.is_file():
         return "synth"
-    from calico.data.errors import DataError
+    from calico.errors import DataError
 
     try:
         fmt = json.loads(path.read_text()).get("format")

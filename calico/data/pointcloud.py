@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from calico.data.errors import DataError
+from calico.errors import DataError
 
 PCD_COLUMNS = 5  # x, y, z, intensity, ring (float32 each)
 PCD_RECORD_BYTES = 4 * PCD_COLUMNS

@@ -25,10 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from calico.config import CAMERAS, CLASSES, DataConfig
-from calico.data.errors import DataError
 from calico.data.geometry import invert, transform_matrix, yaw_of
 from calico.data.paths import cache_dir, check_writable
 from calico.data.pointcloud import check_pcd_bin
+from calico.errors import DataError
 
 INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
 INDEX_JSON, INDEX_NPZ, OLD_INDEX = "index.json", "index.npz", "index.pkl"

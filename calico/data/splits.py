@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from calico.data.errors import DataError
+from calico.errors import DataError
 
 FRACTIONS: tuple[float, ...] = (0.05, 0.10, 0.20, 0.50, 1.00)
 SPLIT_SALT = "calico-fractions-v1"

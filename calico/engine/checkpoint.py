@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from calico.cli import CalicoError
+from calico.errors import CalicoError
 
 FORMAT = "calico-train/1"
 

@@ -1,54 +1,15 @@
-"""Training settings, the AdamW optimiser and the learning-rate/momentum schedules."""
+"""The AdamW optimiser and the learning-rate/momentum schedules of a ``TrainConfig``."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-SCHEDULES = ("cyclic", "onecycle", "constant")
+from calico.config import SCHEDULES, TrainConfig
 
 
-@dataclass
-class TrainSettings:
-    """What the engine needs from a config section (``FinetuneConfig``, ``PretrainConfig``, ...).
-
-    Built with ``from_section``: fields the section lacks keep these defaults, so a section only has to
-    declare what it wants to change.
-    """
-
-    epochs: int = 20
-    batch_size: int = 4
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    grad_clip: float = 35.0  # max gradient L2 norm; <= 0 disables clipping
-    schedule: str = "cyclic"
-    ckpt_every: int = 500  # steps between last.pt refreshes (also written at every epoch end)
-    keep_epoch_ckpts: bool = True  # epoch_XXX.pt at each epoch end besides last.pt
-    amp: bool = True  # only on CUDA; CPU always runs fp32
-    amp_dtype: str = "auto"  # "bf16", "fp16" or "auto" (bf16 where supported, else fp16 + GradScaler)
-    max_steps: int = 0  # > 0: stop after this many optimiser steps (smoke runs); the schedule spans it
-    log_every: int = 10  # steps between TensorBoard/log.txt scalars
-    num_workers: int = 0
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-
-    @classmethod
-    def from_section(cls, section: Any, **overrides: Any) -> TrainSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {n: getattr(section, n) for n in names if hasattr(section, n)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        if settings.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {settings.schedule!r}; use one of {SCHEDULES}")
-        if settings.amp_dtype not in ("auto", "bf16", "fp16"):
-            raise ValueError(f"unknown amp_dtype {settings.amp_dtype!r}; use auto, bf16 or fp16")
-        return settings
-
-
-def build_optimizer(params: Iterable[torch.nn.Parameter], s: TrainSettings,
+def build_optimizer(params: Iterable[torch.nn.Parameter], s: TrainConfig,
                     lr_mult: dict[int, float] | None = None) -> torch.optim.AdamW:
     """AdamW over the trainable ``params``; norms and biases are not decayed (as BEVFusion/mmdet3d).
 
@@ -70,7 +31,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], s: TrainSettings,
     return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.999))
 
 
-def build_scheduler(opt: torch.optim.Optimizer, s: TrainSettings, total_steps: int):
+def build_scheduler(opt: torch.optim.Optimizer, s: TrainConfig, total_steps: int):
     """The per-step schedule.
 
     * ``cyclic``: BEVFusion's ``lr_config/momentum_config: policy: cyclic`` (mmcv defaults

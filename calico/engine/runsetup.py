@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from calico.cli import CalicoError
 from calico.config import Config, get_config
 from calico.engine import dist
+from calico.errors import CalicoError
 from calico.utils.cliargs import add_set_argument
 from calico.utils.runinfo import make_run_dir, seed_everything
 
@@ -117,23 +117,3 @@ def done_message(summary: dict, section: str, out: str | Path) -> str | None:
         return (f"done: nothing to train ({section}.epochs or --max-steps gives 0 steps); "
                 "no checkpoint written")
     return None
-
-
-def try_evaluation(model: torch.nn.Module, cfg: Config, split: str, out_dir: Path) -> dict | None:
-    """``calico.eval.run_evaluation`` on ``split`` if that split exists; None otherwise."""
-    from calico.data.dataset import NuScenesDataset
-    from calico.data.errors import DataError
-    from calico.eval import run_evaluation
-
-    try:
-        dataset = NuScenesDataset(cfg, split=split)
-    except DataError as exc:
-        print(f"evaluation skipped: no usable {split!r} split ({exc})")
-        return None
-    model.eval()
-    with torch.no_grad():
-        metrics = run_evaluation(model, cfg, split, out_dir, dataset=dataset)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    print(f"evaluation on {split!r}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                                                    if k in ("NDS", "mAP", "mIoU")))
-    return metrics

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from calico.cli import CalicoError
+from calico.config import TrainConfig
 from calico.data.batch import move_to
 from calico.engine import dist
 from calico.engine.checkpoint import (
@@ -36,7 +36,8 @@ from calico.engine.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from calico.engine.optim import TrainSettings, build_optimizer, build_scheduler
+from calico.engine.optim import build_optimizer, build_scheduler
+from calico.errors import CalicoError
 
 Hook = Callable[[str, "Trainer"], None]
 
@@ -64,16 +65,18 @@ class Trainer:
     ``{"parts": ...}`` or ``{"model": ...}``). ``hooks``: ``hook(event, trainer)`` with event in
     ``step_start``, ``step_end``, ``epoch_end``. ``resume``: continue from ``run_dir/last.pt``.
     ``lr_mult``: ``{id(param): multiplier of the lr}`` (``calico.engine.optim.build_optimizer``).
+    ``settings`` is the config's training section (``cfg.finetune`` / ``cfg.pretrain``, both a ``TrainConfig``);
+    ``num_workers``: DataLoader workers (``cfg.data.num_workers``).
     """
 
-    def __init__(self, settings: TrainSettings | Any, run_dir: str | Path, module: nn.Module, dataset,
+    def __init__(self, settings: TrainConfig, run_dir: str | Path, module: nn.Module, dataset,
                  collate_fn: Callable | None = None, seed: int = 0, params: Iterable[nn.Parameter] | None = None,
                  extra_state: Callable[[], dict[str, Any]] | None = None, hooks: list[Hook] | None = None,
                  resume: bool = False, find_unused: bool | None = None, shuffle: bool = True,
-                 lr_mult: dict[int, float] | None = None):
+                 lr_mult: dict[int, float] | None = None, num_workers: int = 0):
         if not isinstance(module, nn.Module):
             raise TypeError(f"Trainer needs an nn.Module with forward(batch, generator); got {type(module)}")
-        self.s = settings if isinstance(settings, TrainSettings) else TrainSettings.from_section(settings)
+        self.s, self.num_workers = settings, int(num_workers)
         self.run_dir = Path(run_dir)
         self.seed, self.collate_fn, self.shuffle = int(seed), collate_fn, shuffle
         self.extra_state, self.hooks = extra_state, list(hooks or [])
@@ -170,7 +173,7 @@ class Trainer:
         # (which would make the run depend on when iterators are created, and break exact resume).
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
         return DataLoader(self.dataset, batch_size=self.s.batch_size, sampler=self.sampler,
-                          collate_fn=self.collate_fn, num_workers=self.s.num_workers, generator=gen,
+                          collate_fn=self.collate_fn, num_workers=self.num_workers, generator=gen,
                           worker_init_fn=_worker_init, pin_memory=self.device.type == "cuda", drop_last=False)
 
     # ---------------------------------------------------------------------------------------- checkpoints

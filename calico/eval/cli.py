@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from calico.cli import CalicoError
 from calico.config import Config, apply_overrides, config_from_dict, get_config, validate_config
+from calico.errors import CalicoError
 from calico.utils.cliargs import add_set_argument
 
 

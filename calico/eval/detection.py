@@ -27,8 +27,8 @@ from nuscenes.eval.common.loaders import (
 from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig
 from nuscenes.eval.detection.evaluate import DetectionEval
 
-from calico.data.errors import DataError
 from calico.data.splits import split_scene_names
+from calico.errors import DataError
 
 DEFAULT_META = {"use_camera": True, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}
 TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE", "attr_err": "mAAE"}

@@ -4,7 +4,7 @@ Every BEV cell of the F^LiDAR grid (``model.bev_size`` cells over ``data.point_c
 ``calico.models.bev``) that holds at least one point of the loaded cloud (keyframe + sweeps, inside the
 range) becomes one sample: the feature vector ``extract(batch)[features][b, :, i, j]`` and a class group
 (``GROUPS``). A cell is labelled by the points it holds: when any of them lies inside a GT box
-(``calico.pooling.metrics.points_in_boxes``), the cell takes the majority group of its in-box points;
+(``calico.data.geometry.points_in_boxes``), the cell takes the majority group of its in-box points;
 otherwise it is background (sweep points a moving object left behind its keyframe box count as
 background too). Cells without points are ignored (the features there say nothing about the scene). A standardised multinomial logistic regression (``class_weight="balanced"``) is fitted on the
 cells of the first ``train_frames`` keyframes of the train split and scored by balanced accuracy on the
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from calico.cli import CalicoError
 from calico.config import CLASSES, Config
+from calico.errors import CalicoError
 from calico.utils.cliargs import add_set_argument
 
 GROUPS: tuple[str, ...] = ("background", "car", "pedestrian", "other")
@@ -81,9 +81,9 @@ def cell_labels(points: np.ndarray, boxes: np.ndarray, labels: np.ndarray, cfg: 
 
 
 def _points_in_boxes(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """``calico.pooling.metrics.points_in_boxes`` run per box on the points near it: the dense (N, B, 3)
+    """``calico.data.geometry.points_in_boxes`` run per box on the points near it: the dense (N, B, 3)
     version dominated the probe's run time on full clouds with many boxes."""
-    from calico.pooling.metrics import points_in_boxes
+    from calico.data.geometry import points_in_boxes
 
     inside = np.zeros((len(xyz), len(boxes)), dtype=bool)
     for b, box in enumerate(boxes):
@@ -96,7 +96,7 @@ def _points_in_boxes(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def _dataset(cfg: Config, split: str, frames: int, features: str):
     from calico.data.dataset import NuScenesDataset
-    from calico.data.errors import DataError
+    from calico.errors import DataError
 
     try:
         ds = NuScenesDataset(cfg, split=split, with_regions=False, load_images=features == "camera")

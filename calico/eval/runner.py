@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from calico.config import Config
 from calico.data.batch import move_to
+from calico.errors import DataError
 from calico.eval.boxes import lidar_boxes_to_nusc
 from calico.eval.detection import detection_table, evaluate_detections, flatten_summary
 from calico.eval.segmentation import DEFAULT_THRESHOLDS, SegmentationMeter
@@ -175,3 +176,21 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_jsonable(v) for v in obj]
     return obj
+
+
+def try_evaluation(model: torch.nn.Module, cfg: Config, split: str, out_dir: Path) -> dict | None:
+    """``run_evaluation`` on ``split`` if that split exists; None otherwise."""
+    from calico.data.dataset import NuScenesDataset
+
+    try:
+        dataset = NuScenesDataset(cfg, split=split)
+    except DataError as exc:
+        print(f"evaluation skipped: no usable {split!r} split ({exc})")
+        return None
+    model.eval()
+    with torch.no_grad():
+        metrics = run_evaluation(model, cfg, split, out_dir, dataset=dataset)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    print(f"evaluation on {split!r}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                    if k in ("NDS", "mAP", "mIoU")))
+    return metrics

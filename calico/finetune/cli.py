@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
     from calico.finetune.train import finetune
 
     extra = []

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from calico.config import Config
-from calico.engine import Trainer, TrainSettings, dist, load_init
+from calico.engine import Trainer, dist, load_init
 from calico.engine.trainer import Hook
 
 
@@ -78,14 +78,13 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     if dist.is_main():
         print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
-    settings = TrainSettings.from_section(ft, num_workers=cfg.data.num_workers)
-    trainer = Trainer(settings, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
+    trainer = Trainer(ft, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
                       extra_state=lambda: {"model": model.state_dict(), "kind": "finetune",
                                            "config": cfg.to_dict()},
-                      hooks=hooks, resume=resume, lr_mult=lr_mult)
+                      hooks=hooks, resume=resume, lr_mult=lr_mult, num_workers=cfg.data.num_workers)
     summary = trainer.fit()
     if evaluate and dist.is_main():
-        from calico.engine.runsetup import try_evaluation
+        from calico.eval.runner import try_evaluation
 
         summary["metrics"] = try_evaluation(model, cfg, ft.val_split, run_dir / "eval")
     dist.barrier()

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     try:
         cfg = get_config(args.config, list(args.set))
@@ -52,7 +52,7 @@ def _config(args: argparse.Namespace):
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     try:
         i, n = (int(v) for v in text.split("/"))
@@ -74,7 +74,7 @@ def _init_worker(cfg) -> None:
 
 
 def _pool_one(i: int) -> int:
-    from calico.pooling.cache import cache_settings, regions_dir, save_regions
+    from calico.data.regions import cache_settings, regions_dir, save_regions
     from calico.pooling.core import semantic_pooling
 
     pts = _DS.load_points(i)
@@ -85,7 +85,7 @@ def _pool_one(i: int) -> int:
 
 def _check_one(i: int) -> tuple[int, str | None]:
     """Validate a cached file (readable, one id per loader point); (i, None) when good or absent."""
-    from calico.pooling.cache import cache_settings, check_file, has_regions, regions_dir
+    from calico.data.regions import cache_settings, check_file, has_regions, regions_dir
 
     folder = regions_dir(_DS.cache, cache_settings(_DS.cfg))
     token = _DS.records[i]["token"]
@@ -110,8 +110,8 @@ def _eval_one(i: int) -> dict:
     out["strict"] = evaluate_strict(pts[key, :3], regions[key], boxes, names)
     truth = _point_truth(_DS, i, int(key.sum()))
     if truth is not None:
+        from calico.data.geometry import points_in_boxes
         from calico.data.point_labels import CLASS_FORMAT, object_points
-        from calico.pooling.metrics import points_in_boxes
 
         labels, fmt = truth
         in_box = None if fmt == CLASS_FORMAT else points_in_boxes(pts[key, :3], boxes).any(axis=1)
@@ -122,9 +122,9 @@ def _eval_one(i: int) -> dict:
 
 def _point_truth(ds, i: int, n_key: int):
     """(labels of the loader's keyframe points, format) when the dataset has per-point labels, else None."""
-    from calico.data.errors import DataError
     from calico.data.point_labels import has_point_labels, label_format
     from calico.data.synth.labels import ground_truth_labels, labels_path
+    from calico.errors import DataError
 
     rec = ds.records[i]
     if not has_point_labels(ds.root, rec["lidar_path"]):
@@ -151,9 +151,9 @@ def _map(fn, indices, cfg, workers: int, desc: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from calico.data import regions as cache
     from calico.data.dataset import NuScenesDataset
     from calico.data.paths import check_writable
-    from calico.pooling import cache
 
     cfg = _config(args)
     ds = NuScenesDataset(cfg, split=None, load_images=False, with_regions=False)

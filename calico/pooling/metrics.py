@@ -17,17 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-
-def points_in_boxes(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(N, B) bool: point n inside box b; boxes (B, >=7) ``x, y, z, w, l, h, yaw`` (nuScenes ``wlh``)."""
-    if len(boxes) == 0 or len(xyz) == 0:
-        return np.zeros((len(xyz), len(boxes)), dtype=bool)
-    d = xyz[:, None, :3] - boxes[None, :, :3]
-    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-    along = d[..., 0] * c + d[..., 1] * s  # along the box's length axis (yaw direction)
-    across = -d[..., 0] * s + d[..., 1] * c
-    return ((np.abs(along) <= boxes[:, 4] / 2) & (np.abs(across) <= boxes[:, 3] / 2)
-            & (np.abs(d[..., 2]) <= boxes[:, 5] / 2))
+from calico.data.geometry import points_in_boxes
 
 
 def evaluate_frame(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, names: list[str],

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def box_corners(box: np.ndarray) -> np.ndarray:
-    """(5, 2) closed BEV outline of a box ``x, y, z, w, l, h, yaw``."""
-    x, y, w, length, yaw = box[0], box[1], box[3], box[4], box[6]
-    c, s = np.cos(yaw), np.sin(yaw)
-    local = np.array([[length, w], [length, -w], [-length, -w], [-length, w], [length, w]]) / 2
-    return local @ np.array([[c, s], [-s, c]]) + [x, y]
+from calico.data.geometry import box_corners
 
 
 def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: str | Path,
@@ -44,7 +38,7 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, bbox_inches="tight")
     except OSError as exc:
-        from calico.cli import CalicoError
+        from calico.errors import CalicoError
 
         raise CalicoError(f"--out {out}: cannot write the picture ({exc.strerror or exc})") from exc
     finally:
@@ -54,7 +48,7 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
 
 def plot_sample(ds, sample: str, out: str | Path) -> Path:
     """Pool and plot one sample of a ``NuScenesDataset`` given by token or index."""
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
     from calico.pooling.core import semantic_pooling
 
     tokens = [r["token"] for r in ds.records]

@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_regions(dataset, stage: str, config: str) -> None:
     """Before step 1: every region file of ``dataset`` pooled with the run's settings is present, readable
     and holds one id per loader point; else one line naming the (first) bad file and what to run."""
-    from calico.cli import CalicoError
-    from calico.pooling.cache import cache_settings, check_dataset, other_settings
+    from calico.data.regions import cache_settings, check_dataset, other_settings
+    from calico.errors import CalicoError
 
     cfg = dataset.cfg
     pool = (f"`calico pool --config {config} --dataroot {cfg.data.dataroot} --version {cfg.data.version}"
@@ -49,14 +49,19 @@ def check_regions(dataset, stage: str, config: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calico.cli import CalicoError
     from calico.data.dataset import NuScenesDataset, collate
-    from calico.engine import Trainer, TrainSettings, load_init
+    from calico.engine import Trainer, load_init
+    from calico.errors import CalicoError
     from calico.models import build_model
     from calico.pretrain.methods import build_method
 
     stage = args.stage.lower()
-    cfg = resolve_config(args, [f"pretrain.stage={stage}"])
+    extra = [f"pretrain.stage={stage}"]
+    if args.device:
+        extra.append(f"pretrain.device={args.device}")
+    if args.max_steps is not None:
+        extra.append(f"pretrain.max_steps={args.max_steps}")
+    cfg = resolve_config(args, extra)
     if cfg.pretrain.stage != stage:
         raise CalicoError(f"--stage {stage} but the run in {args.out} was a {cfg.pretrain.stage!r} run")
     resuming = args.resume and (Path(args.out) / "last.pt").is_file()
@@ -81,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
             method = build_method(stage, model, cfg)
         except ValueError as exc:
             raise CalicoError(str(exc)) from exc
-        settings = TrainSettings.from_section(cfg.pretrain, num_workers=cfg.data.num_workers, device=args.device,
-                                               max_steps=args.max_steps)
-        trainer = Trainer(settings, run_dir, method, dataset, collate, seed=cfg.seed,
+        trainer = Trainer(cfg.pretrain, run_dir, method, dataset, collate, seed=cfg.seed,
                           params=list(method.trainable_parameters()), resume=args.resume,
+                          num_workers=cfg.data.num_workers,
                           extra_state=lambda: {"parts": method.backbone_state_dict(), "stage": stage,
                                                "config": cfg.to_dict()})
         summary = trainer.fit()

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calico.cli import CalicoError
+from calico.errors import CalicoError
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES
 from calico.robustness.spoofing import TRACE_SIZES
 from calico.robustness.suite import SUITES, Perturbation

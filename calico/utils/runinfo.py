@@ -61,7 +61,7 @@ def _environment() -> dict[str, Any]:
 
 def writable_dir(path: str | Path, flag: str = "--out") -> Path:
     """Create ``path`` (and parents) and check a file can be written there; else one-line ``CalicoError``."""
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -83,7 +83,7 @@ def make_run_dir(out: str | Path, cfg: Any, argv: list[str] | None = None, *, re
     folder that already holds a run with checkpoints, so results are never silently mixed; with
     ``resume=True`` the existing record gets a history entry instead. Only rank 0 should call this.
     """
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     run = Path(out)
     info = {

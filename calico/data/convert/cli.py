@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     if args.format == "pandaset":
         from .pandaset import convert, format_summary

@@ -49,13 +49,13 @@ from pathlib import Path
 import numpy as np
 
 from calico.config import CLASSES
-from calico.data.errors import DataError
 from calico.data.geometry import invert
 from calico.data.point_labels import BACKGROUND, GROUND, OTHER_OBJECT, write_format
 from calico.data.synth.labels import write_labels
 from calico.data.synth.rig import quat_from_matrix
 from calico.data.synth.tables import VISIBILITY, link, write_tables, yaw_quaternion
 from calico.data.synth.tokens import Tokens
+from calico.errors import DataError
 
 # PandaSet cuboid / semseg label -> nuScenes category (whose detection class calico.data.prepare keeps), or None.
 CATEGORY: dict[str, str | None] = {
@@ -133,7 +133,7 @@ def _pandas():
     try:
         import pandas
     except ModuleNotFoundError as exc:
-        from calico.cli import CalicoError
+        from calico.errors import CalicoError
 
         raise CalicoError("reading PandaSet needs pandas: pip install 'calico-bev[convert]'") from exc
     return pandas

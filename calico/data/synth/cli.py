@@ -34,7 +34,7 @@ def format_summary(s: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calico.cli import CalicoError
+    from calico.errors import CalicoError
 
     from .generate import generate
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calico.data.errors import DataError
+from calico.errors import DataError
 
 from .lidar import EGO as EGO_ROOF
 from .render import GROUND

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from calico.data.errors import DataError
+from calico.errors import DataError
 
 MANIFEST = "manifest.json"
 
