@@ -50,18 +50,19 @@ def pca_rgb(fmap: torch.Tensor) -> np.ndarray:
 def feature_maps_figure(cfg: Config, batch: dict, panels: dict[str, str | None], out: Path) -> Path:
     """F^LiDAR and F^Camera of one sample for each (label -> checkpoint or None for random init)."""
     plt = _plt()
-    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 8), squeeze=False)
+    with torch.no_grad():
+        feats = {label: _model(cfg, ckpt).extract(batch) for label, ckpt in panels.items()}
+    keys = [k for k in ("lidar_bev", "camera_bev") if any(f.get(k) is not None for f in feats.values())]
+    fig, axes = plt.subplots(len(keys), len(panels), figsize=(4 * len(panels), 4 * len(keys)), squeeze=False)
     ext = cfg.data.point_cloud_range
-    for k, (label, ckpt) in enumerate(panels.items()):
-        with torch.no_grad():
-            feats = _model(cfg, ckpt).extract(batch)
-        for row, key in enumerate(("lidar_bev", "camera_bev")):
+    for k, label in enumerate(panels):
+        for row, key in enumerate(keys):
             ax = axes[row, k]
-            if feats.get(key) is None:
+            if feats[label].get(key) is None:
                 ax.axis("off")
                 continue
-            ax.imshow(pca_rgb(feats[key][0]), origin="lower", extent=(ext[0], ext[3], ext[1], ext[4]))
-            ax.set_title(f"{'F^LiDAR' if row == 0 else 'F^Camera'}: {label}", fontsize=9)
+            ax.imshow(pca_rgb(feats[label][key][0]), origin="lower", extent=(ext[0], ext[3], ext[1], ext[4]))
+            ax.set_title(f"{'F^LiDAR' if key == 'lidar_bev' else 'F^Camera'}: {label}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("BEV feature maps (first 3 principal components as RGB) of one val sample")
@@ -185,3 +186,54 @@ def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -
     if max(grid.fractions) / min(grid.fractions) > 10:  # 2 % ... 100 %: equal room per doubling of labels
         ax.set_xscale("log")
     return _finish(fig, ax, "labelled training data (%)", f"{metric} (%)", grid.title, out)
+
+
+def paired_seeds_figure(grid, results: dict, out: Path, metric: str = "mAP") -> Path:
+    """``metric`` of every arm of a one-fraction ``calico.study.Grid`` per seed, one line per seed across the
+    arms (paired: same seed, same data order and head init), and each pre-trained arm's paired difference to
+    the random init of its modality with its 95 % t-interval (``calico.eval.stats.paired_difference``)."""
+    from calico.eval.stats import paired_difference
+    from calico.study import METHODS, baseline_of
+
+    fraction = grid.fractions[0]
+    names = [m for m in grid.methods if results.get(m, {}).get(fraction)]
+    fig, (ax, axd) = _plt().subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.3, 1]})
+    seeds = sorted({r["seed"] for m in names for r in results[m][fraction]})
+    for s in seeds:
+        xs, ys = [], []
+        for k, m in enumerate(names):
+            v = [r.get(metric) for r in results[m][fraction] if r["seed"] == s]
+            if v and v[0] is not None:
+                xs.append(k)
+                ys.append(v[0] * 100)
+        ax.plot(xs, ys, marker="o", alpha=0.8, label=f"seed {s}")
+    ax.set_xticks(range(len(names)), [METHODS[m].label for m in names], fontsize=8)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"{metric} per seed at {fraction * 100:g} % labels")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    rows = []
+    for m in names:
+        base = baseline_of(m, grid.methods)
+        if base is None or not results.get(base, {}).get(fraction):
+            continue
+        d = paired_difference({r["seed"]: r.get(metric) for r in results[m][fraction]},
+                              {r["seed"]: r.get(metric) for r in results[base][fraction]})
+        rows.append((f"{METHODS[m].label}\n− {METHODS[base].label}", d))
+    for k, (_, d) in enumerate(rows):
+        axd.scatter([x * 100 for x in d.diffs], [k] * len(d.diffs), s=12, c="#777777", zorder=3)
+        if d.n > 1:
+            axd.errorbar([d.mean * 100], [k], xerr=[[(d.mean - d.lo) * 100], [(d.hi - d.mean) * 100]], fmt="o",
+                         c="C3", capsize=4, zorder=4)
+        elif d.n == 1:
+            axd.plot([d.mean * 100], [k], "o", c="C3")
+    axd.axvline(0, c="k", lw=0.8)
+    axd.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    axd.set_ylim(len(rows) - 0.5, -0.5)  # first arm on top
+    axd.set_xlabel(f"paired Δ {metric} (points of %)")
+    axd.set_title("mean and 95 % t-interval (grey: per seed)")
+    axd.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
