@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calico.config import get_config
+from calico.data.synth.reuse import WORLD_VERSION, ensure_world
 from calico.study import METHODS, Grid, Job, Study, baseline_of, paired_table, run_jobs, table
-
-WORLD_VERSION = "v1.0-synth"
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,6 @@ SIZES = {
 }
 LIDAR_ARMS = ("rand_l", "pointcontrast", "prc")
 FUSION_ARMS = ("rand_lc", "calico")
-# `calico study`'s default world when it generates one (unchanged, so its finished runs stay reusable)
-STUDY_WORLD = {"scenes": 8, "samples_per_scene": 10, "sweeps": 3, "image_size": (225, 400)}
 
 
 def world_settings(size: DemoSize) -> dict:
@@ -71,29 +68,9 @@ def world_settings(size: DemoSize) -> dict:
             "image_size": size.image_size}
 
 
-def ensure_world(root: Path, seed: int, quick: bool = False, scenes: int | None = None,
-                 size: DemoSize | None = None) -> dict:
-    """Generate the synthetic world into ``root`` unless the same one is already there: the world of ``size``,
-    else the quick demo's (``quick``) or ``calico study``'s default (``STUDY_WORLD``); ``scenes`` overrides the
-    scene count."""
-    from calico.data.synth import generate
-
-    base = world_settings(size) if size else (world_settings(SIZES["quick"]) if quick else dict(STUDY_WORLD))
-    settings = {**base, "seed": seed, "version": WORLD_VERSION}
-    if scenes:
-        settings["scenes"] = scenes
-    stamp = root / "calico_world.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("settings") == _jsonable(settings):
-        print(f"reusing the synthetic world in {root}")
-        return json.loads(stamp.read_text())["summary"]
-    print(f"generating the synthetic world in {root} ...")
-    summary = generate(root, progress=True, **settings)
-    stamp.write_text(json.dumps({"settings": _jsonable(settings), "summary": _jsonable(summary)}, indent=1))
-    return summary
-
-
-def _jsonable(x):
-    return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+def demo_world(root: Path, seed: int, size: DemoSize) -> dict:
+    """The demo's synthetic world (generated once, reused while ``size`` is unchanged)."""
+    return ensure_world(root, {**world_settings(size), "seed": seed})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     size = SIZES["quick" if args.quick else "full"]
     out = Path(args.out) / ("quick" if args.quick else "full")
     root = out / "world"
-    ensure_world(root, args.seed, size=size)
+    demo_world(root, args.seed, size)
     cfg = get_config("cpu")
     cfg.data.dataroot, cfg.data.version = str(root), WORLD_VERSION
     load_index(cfg.data)  # `calico prepare` once (again when the index format changed)

@@ -173,7 +173,7 @@ def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -
     """Paper Fig. 5: ``metric`` against the label fraction, one line per method of a ``calico.study.Grid``
     (error bars: std over seeds)."""
     from calico.eval.stats import summarize
-    from calico.study import METHODS
+    from calico.grids import METHODS
 
     fig, ax = _plt().subplots(figsize=(6, 4))
     for name in grid.methods:
@@ -193,7 +193,7 @@ def paired_seeds_figure(grid, results: dict, out: Path, metric: str = "mAP") -> 
     arms (paired: same seed, same data order and head init), and each pre-trained arm's paired difference to
     the random init of its modality with its 95 % t-interval (``calico.eval.stats.paired_difference``)."""
     from calico.eval.stats import paired_difference
-    from calico.study import METHODS, baseline_of
+    from calico.grids import METHODS, baseline_of
 
     fraction = grid.fractions[0]
     names = [m for m in grid.methods if results.get(m, {}).get(fraction)]
