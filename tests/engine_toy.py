@@ -58,3 +58,22 @@ class ToyStep(nn.Module):
         if self.calls == self.nan_at_call:
             mse = mse * float("nan")
         return mse + reg, {"mse": mse, "reg": reg}
+
+
+class ContractModel(nn.Module):
+    """model(batch) -> out, model.loss(out, batch) -> (total, logs), model.part_names()."""
+
+    def __init__(self):
+        super().__init__()
+        inner = ToyModel()
+        self.lidar_backbone, self.det_head = inner.lidar_backbone, inner.det_head
+
+    def part_names(self):
+        return ["lidar_backbone", "det_head"]
+
+    def forward(self, batch):
+        return {"pred": self.det_head(self.lidar_backbone(batch["x"])).squeeze(-1)}
+
+    def loss(self, out, batch):
+        det = ((out["pred"] - batch["y"]) ** 2).mean()
+        return det, {"det": float(det.detach()), "total": float(det.detach())}

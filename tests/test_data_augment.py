@@ -7,9 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from engine_toy import ToyModel
+from engine_toy import ContractModel
 from shapely.geometry import Polygon
-from torch import nn
 
 from calico.cli import main as calico_main
 from calico.config import get_config
@@ -256,23 +255,6 @@ class AugToyData(torch.utils.data.Dataset):
 def _collate(samples: list[dict]) -> dict:
     return {"x": torch.stack([torch.from_numpy(s["points"][:, 0].copy()) for s in samples]),
             "y": torch.tensor([float(s["gt_boxes"][0, 6]) for s in samples])}
-
-
-class ContractModel(nn.Module):
-    def __init__(self):
-        super().__init__()
-        inner = ToyModel()
-        self.lidar_backbone, self.det_head = inner.lidar_backbone, inner.det_head
-
-    def part_names(self):
-        return ["lidar_backbone", "det_head"]
-
-    def forward(self, batch):
-        return {"pred": self.det_head(self.lidar_backbone(batch["x"])).squeeze(-1)}
-
-    def loss(self, out, batch):
-        det = ((out["pred"] - batch["y"]) ** 2).mean()
-        return det, {"det": float(det.detach()), "total": float(det.detach())}
 
 
 def _ft_cfg(enabled: bool = True):

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_toy import ToyData, ToyModel, collate
-from torch import nn
+from engine_toy import ContractModel, ToyData, ToyModel, collate
 
 from calico.cli import main
 from calico.config import get_config
 from calico.engine.checkpoint import load_file
 from calico.finetune.train import finetune
 from calico.utils.runinfo import seed_everything
-
-
-class ContractModel(nn.Module):
-    """model(batch) -> out, model.loss(out, batch) -> (total, logs), model.part_names()."""
-
-    def __init__(self):
-        super().__init__()
-        inner = ToyModel()
-        self.lidar_backbone, self.det_head = inner.lidar_backbone, inner.det_head
-
-    def part_names(self):
-        return ["lidar_backbone", "det_head"]
-
-    def forward(self, batch):
-        return {"pred": self.det_head(self.lidar_backbone(batch["x"])).squeeze(-1)}
-
-    def loss(self, out, batch):
-        det = ((out["pred"] - batch["y"]) ** 2).mean()
-        return det, {"det": float(det.detach()), "total": float(det.detach())}
 
 
 def _cfg(**over):

@@ -53,7 +53,7 @@ from calico.data.geometry import invert
 from calico.data.point_labels import BACKGROUND, GROUND, OTHER_OBJECT, write_format
 from calico.data.synth.labels import write_labels
 from calico.data.synth.rig import quat_from_matrix
-from calico.data.synth.tables import VISIBILITY, link, write_tables, yaw_quaternion
+from calico.data.synth.tables import VISIBILITY, close_scene, write_tables, yaw_quaternion
 from calico.data.synth.tokens import Tokens
 from calico.errors import DataError
 
@@ -493,24 +493,10 @@ def _convert_sequence(seq: Path, root: Path, tok: _Tokens, tables: dict, frames,
                 "num_radar_pts": 0})
             inst_cat.setdefault(row["uuid"], cat)
             stats["boxes"][det] += 1
-    link(samples)
-    for chain in chains.values():
-        link(chain)
-    tables["sample"] += samples
     stats["samples"] += len(samples)
-    for uuid, anns in instances.items():
-        link(anns)
-        inst = {"token": tok.new("instance"), "category_token": cat_tok[inst_cat[uuid]],
-                "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
-                "last_annotation_token": anns[-1]["token"]}
-        for a in anns:
-            a["instance_token"] = inst["token"]
-        tables["instance"].append(inst)
-        tables["sample_annotation"] += anns
-    tables["scene"].append({"token": scene_token, "log_token": log_token, "nbr_samples": len(samples),
-                            "first_sample_token": samples[0]["token"], "last_sample_token": samples[-1]["token"],
-                            "name": scene_name(seq),
-                            "description": f"PandaSet sequence {seq.name} (Pandar64, frames {ks[0]}-{ks[-1]})"})
+    close_scene(tables, tok, samples, chains, instances, {u: cat_tok[inst_cat[u]] for u in instances},
+                {"token": scene_token, "log_token": log_token, "name": scene_name(seq),
+                 "description": f"PandaSet sequence {seq.name} (Pandar64, frames {ks[0]}-{ks[-1]})"})
 
 
 def _sample_data(tok, tables, sample, cs_token, ts, fname, ego2global) -> dict:

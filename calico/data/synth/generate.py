@@ -18,7 +18,7 @@ from .labels import write_labels
 from .layout import MARGIN, build_scene
 from .mapgen import MAP_NAME, MapBuilder
 from .rig import CAMERA_NAMES, build_rig, quat_from_matrix
-from .tables import attribute_name, link, static_tables, visibility_token, write_tables, yaw_quaternion
+from .tables import attribute_name, close_scene, static_tables, visibility_token, write_tables, yaw_quaternion
 from .tokens import Tokens
 from .world import SceneWorld
 
@@ -168,22 +168,9 @@ def _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, c
                   g_trans, visible, unoccluded, tok, tables, cat_tok, attr_tok, instances, stats)
         stats["seconds_keyframe"].append(time.perf_counter() - tic)
         bar.update(1)
-    link(samples)
-    for chain in chains.values():
-        link(chain)
-    tables["sample"] += samples
-    for oi, anns in instances.items():
-        link(anns)
-        inst = {"token": tok.new("instance"), "category_token": cat_tok[_category(world, oi)],
-                "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
-                "last_annotation_token": anns[-1]["token"]}
-        for a in anns:
-            a["instance_token"] = inst["token"]
-        tables["instance"].append(inst)
-        tables["sample_annotation"] += anns
-    tables["scene"].append({"token": scene_token, "log_token": log_token, "nbr_samples": len(samples),
-                            "first_sample_token": samples[0]["token"], "last_sample_token": samples[-1]["token"],
-                            "name": f"scene-{si + 1:04d}", "description": f"synthetic scene {si} (seed {seed})"})
+    close_scene(tables, tok, samples, chains, instances, {oi: cat_tok[_category(world, oi)] for oi in instances},
+                {"token": scene_token, "log_token": log_token, "name": f"scene-{si + 1:04d}",
+                 "description": f"synthetic scene {si} (seed {seed})"})
 
 
 def _category(world: SceneWorld, oi: int) -> str:

@@ -63,6 +63,28 @@ def link(records: list[dict]) -> None:
         rec["next"] = records[i + 1]["token"] if i + 1 < len(records) else ""
 
 
+def close_scene(tables: dict[str, list], tok: Tokens, samples: list[dict], chains: dict[str, list[dict]],
+                instances: dict, category_token: dict, scene: dict) -> None:
+    """Finish one scene's tables: link samples, sample_data chains and each instance's annotations (in time
+    order), add the instance records (``category_token[key]`` per ``instances`` key) and the scene record
+    (``scene``: token, log_token, name, description)."""
+    link(samples)
+    for chain in chains.values():
+        link(chain)
+    tables["sample"] += samples
+    for key, anns in instances.items():
+        link(anns)
+        inst = {"token": tok.new("instance"), "category_token": category_token[key],
+                "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
+                "last_annotation_token": anns[-1]["token"]}
+        for a in anns:
+            a["instance_token"] = inst["token"]
+        tables["instance"].append(inst)
+        tables["sample_annotation"] += anns
+    tables["scene"].append({**scene, "nbr_samples": len(samples), "first_sample_token": samples[0]["token"],
+                            "last_sample_token": samples[-1]["token"]})
+
+
 def write_tables(table_dir: Path, tables: dict[str, list]) -> None:
     table_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
