@@ -45,3 +45,18 @@ def real_cfg(real_root, tmp_path_factory):
     cfg.data.cache_dir = str(tmp_path_factory.mktemp("cache0916"))
     prepare(cfg.data, progress=False)
     return cfg
+
+
+def prepared_tiny_world(tmp_path_factory, name: str, samples_per_scene: int) -> tuple[Path, Path]:
+    """A 2-scene synthetic world (train 1, val 1), ``samples_per_scene`` keyframes, 1 sweep, tiny images,
+    indexed into its own cache; returns ``(dataroot, cache_dir)``. Module fixtures wrap it."""
+    from calico.cli import main
+    from calico.data.synth import generate
+
+    root = tmp_path_factory.mktemp(name)
+    generate(root / "data", scenes=2, samples_per_scene=samples_per_scene, sweeps=1, image_size=(16, 28),
+             progress=False)
+    cache = root / "cache"
+    assert main(["prepare", "--dataroot", str(root / "data"), "--version", "v1.0-synth",
+                 "--cache-dir", str(cache)]) == 0
+    return root / "data", cache

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import prepared_tiny_world
 
 from calico.cli import main as calico_main
 from calico.config import CLASSES, get_config
@@ -16,14 +17,7 @@ from calico.eval.probe import GROUPS, cell_labels, run_probe
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """2 scenes (train 1, val 1) x 3 keyframes, 1 sweep, tiny images; prepared into its own cache."""
-    from calico.data.synth import generate
-
-    root = tmp_path_factory.mktemp("probe_world")
-    generate(root / "data", scenes=2, samples_per_scene=3, sweeps=1, image_size=(16, 28), progress=False)
-    cache = root / "cache"
-    assert calico_main(["prepare", "--dataroot", str(root / "data"), "--version", "v1.0-synth",
-                        "--cache-dir", str(cache)]) == 0
-    return root / "data", cache
+    return prepared_tiny_world(tmp_path_factory, "probe_world", 3)
 
 
 def _cfg(world):

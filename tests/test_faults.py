@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import prepared_tiny_world
 
 from calico.cli import main
 from calico.config import get_config, validate_config
@@ -87,14 +88,7 @@ def test_malformed_config_json_names_the_file(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """2 scenes x 2 keyframes, 1 sweep, tiny images; prepared once (tests copy the cache)."""
-    from calico.data.synth import generate
-
-    root = tmp_path_factory.mktemp("faults_world")
-    generate(root / "data", scenes=2, samples_per_scene=2, sweeps=1, image_size=(16, 28), progress=False)
-    cache = root / "cache"
-    assert main(["prepare", "--dataroot", str(root / "data"), "--version", "v1.0-synth",
-                 "--cache-dir", str(cache)]) == 0
-    return root / "data", cache
+    return prepared_tiny_world(tmp_path_factory, "faults_world", 2)
 
 
 def _cache(world, tmp_path):
