@@ -145,7 +145,7 @@ class CenterHead(nn.Module):
                                               math.sin(float(bx[6])), math.cos(float(bx[6])),
                                               float(bx[7]), float(bx[8])])
                     k += 1
-            out.append({k: v.to(device) for k, v in
+            out.append({name: t.to(device) for name, t in
                         (("heatmap", hm), ("ind", ind), ("mask", mask), ("box", box))})
         return out
 
