@@ -25,7 +25,7 @@ pytestmark = pytest.mark.gpu
 
 
 # ---------------------------------------------------------------------------------------------- AMP bf16
-@pytest.mark.parametrize("task,modality", [("finetune", "L"), ("finetune", "L+C"), ("prc", "L+C")])
+@pytest.mark.parametrize("task,modality", [("finetune", "L"), ("finetune", "L+C"), ("prc", "L+C"), ("rad", "L+C")])
 def test_bf16_autocast_step_matches_fp32_on_cuda(task, modality):
     """cpu preset, 2 frames of 20000 points: the loss under bf16 autocast is finite, within AMP_RTOL (5 %) of
     the fp32 loss, and every gradient is finite."""

@@ -45,7 +45,7 @@ def test_resample_bev_of_a_bf16_map_is_float32():
     torch.testing.assert_close(out[0, 0, 0], x + 48 - 0.5, atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("task,modality", [("finetune", "L+C"), ("prc", "L")])
+@pytest.mark.parametrize("task,modality", [("finetune", "L+C"), ("prc", "L"), ("rad", "L+C")])
 def test_step_under_cpu_bf16_autocast_matches_fp32(task, modality):
     module, batch = setup(task, modality, extra=TINY, num_points=2000)
     fp32, ok32 = loss_and_grads(module, batch, bf16=False)
