@@ -6,7 +6,7 @@ subprocess's ``ru_maxrss`` (whole process: weights, activations, allocator); CUD
 ``torch.cuda.max_memory_allocated``. ``--amp off,bf16`` times each step in fp32 and under
 ``torch.autocast(dtype=bfloat16)`` (the engine's AMP; on CPU autocast works too, but CPU runs train fp32).
 Prints a markdown table with the exact command; ``--json`` also writes the rows (failures included, with
-their error); the exit status is 1 when any combination failed.
+their error), rewritten after each combination; the exit status is 1 when any combination failed.
 
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --modalities L,L+C --steps 3
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --tasks prc,rad --steps 3
@@ -125,11 +125,11 @@ def main() -> int:
         if error is not None:
             print(f"{name} failed:\n{error}", file=sys.stderr)
             failed.append({**spec, "amp": amp, "error": error})
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"argv": sys.argv[1:], "rows": rows, "failed": failed}, f, indent=1)
+        else:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if args.json:  # after every combination: a run stopped by an outer time limit keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump({"argv": sys.argv[1:], "rows": rows, "failed": failed}, f, indent=1)
     print(f"`PYTHONPATH=$PWD python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`\n")
     amp_col = args.amp != "off"  # the table of an fp32-only run is unchanged
     print("| step | config | modality | device |" + (" amp |" if amp_col else "") + " threads | batch | points/sample "

@@ -19,7 +19,7 @@
 # On the device (the tool `run`, carry [".gpu"], timeout_s 600):
 #     bash benchmarks/gpu_check.sh
 # Parts can be chosen for a rerun: `bash benchmarks/gpu_check.sh tests` or `... bench` (default: env tests bench).
-# Knobs (environment): TESTS_LIMIT (s, 210), BENCH_LIMIT (s, 300), BENCH_STEPS (5), BENCH_TASKS
+# Knobs (environment): TESTS_LIMIT (s, 180), BENCH_LIMIT (s, 240), BENCH_STEPS (5), BENCH_TASKS
 # (finetune,prc,rad), BENCH_CONFIGS (paper), BENCH_AMP (off,bf16). DRY=1 is the CPU dry run of the plumbing:
 # the gpu tests skip and the bench runs one cpu-preset fine-tune step on the CPU.
 set -euo pipefail
@@ -39,7 +39,9 @@ site=""
 if [ -f .gpu/site.tar.xz ]; then
     site=/tmp/calico_site
     rm -rf "$site" && mkdir -p "$site"
-    if tar -xJf .gpu/site.tar.xz -C "$site"; then
+    # Python's tarfile/lzma rather than tar -J: the image may have no xz binary
+    if "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
+        .gpu/site.tar.xz "$site"; then
         note "spconv: unpacked .gpu/site.tar.xz into $site"
     else
         note "spconv: unpacking .gpu/site.tar.xz FAILED"; site=""
@@ -97,7 +99,7 @@ run_bench() {
         device=cpu configs=cpu tasks=finetune steps=1 amp=off extra=(--modalities L)
     fi
     "$PY" benchmarks/bench_models.py --device "$device" --configs "$configs" --tasks "$tasks" \
-        --steps "$steps" --amp "$amp" --timeout 120 --json "$OUT/bench.json" "${extra[@]}" \
+        --steps "$steps" --amp "$amp" --timeout 90 --json "$OUT/bench.json" "${extra[@]}" \
         > "$OUT/bench.md" 2> "$OUT/bench.log"
 }
 
@@ -105,9 +107,9 @@ export OUT PY
 export -f env_info run_tests run_bench
 for p in "${PARTS[@]}"; do
     case $p in
-        env) part env 60 env_info ;;
-        tests) part tests "${TESTS_LIMIT:-210}" run_tests ;;
-        bench) part bench "${BENCH_LIMIT:-300}" run_bench ;;
+        env) part env 30 env_info ;;
+        tests) part tests "${TESTS_LIMIT:-180}" run_tests ;;
+        bench) part bench "${BENCH_LIMIT:-240}" run_bench ;;
         *) note "unknown part $p (env, tests, bench)"; failed=1 ;;
     esac
 done
