@@ -11,7 +11,10 @@ import pytest
 import torch
 from model_steps import AMP_RTOL, TINY, loss_and_grads, setup
 
+from calico.config import get_config
+from calico.models import build_model, make_dummy_batch
 from calico.models.bev import resample_bev, sample_bev
+from calico.pretrain.methods import project_to_images
 
 
 def _ramp(S: int = 180, dtype=torch.bfloat16) -> torch.Tensor:
@@ -52,3 +55,21 @@ def test_step_under_cpu_bf16_autocast_matches_fp32(task, modality):
     bf16, ok16 = loss_and_grads(module, batch, bf16=True)
     assert ok32 and ok16, (fp32, bf16)
     assert abs(bf16 - fp32) <= AMP_RTOL * abs(fp32), (fp32, bf16)
+
+
+def test_camera_geometry_stays_float32_under_autocast():
+    """LSS frustum points and SimIPU's projection: bf16 einsums put a frustum point at 60 m ~0.25 m off."""
+    cfg = get_config("cpu", TINY)
+    vt = build_model(cfg.model, cfg.data).view_transform
+    batch = make_dummy_batch(cfg, batch_size=1, num_points=500)
+    intr, c2l = batch["intrinsics"], batch["cam2lidar"]
+    ref = vt.frustum_points(intr, c2l, 8, 22)
+    xyz = batch["points"][:, 1:4]
+    bidx = batch["points"][:, 0].long()
+    ref_proj = project_to_images(xyz, bidx, batch["lidar2img"], cfg.data.image_size)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        geom = vt.frustum_points(intr, c2l, 8, 22)
+        proj = project_to_images(xyz, bidx, batch["lidar2img"], cfg.data.image_size)
+    assert geom.dtype == torch.float32 and torch.equal(geom, ref)
+    for a, b in zip(proj, ref_proj):
+        assert torch.equal(a, b)
