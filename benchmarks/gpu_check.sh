@@ -16,7 +16,8 @@
 # benchmarks/gpu_wheels.sh; the device image has torch, timm, numpy, tensorboard, pytest but no spconv); without
 # it the spconv test skips and summary.txt says so.
 #
-# On the device (the tool `run`, carry [".gpu"], timeout_s 600):
+# First, here: `bash benchmarks/gpu_wheels.sh` (a few minutes of xz). Then on the device (the tool `run`,
+# carry [".gpu"], timeout_s 540: the three limits below add up to 7.5 min, the unpacking to ~20 s):
 #     bash benchmarks/gpu_check.sh
 # Parts can be chosen for a rerun: `bash benchmarks/gpu_check.sh tests` or `... bench` (default: env tests bench).
 # Knobs (environment): TESTS_LIMIT (s, 180), BENCH_LIMIT (s, 240), BENCH_STEPS (5), BENCH_TASKS
