@@ -3,10 +3,15 @@ BEV model and pre-training steps (PRC, RAD, any `calico pretrain` stage) with ``
 
 Each (config, modality) runs in a fresh subprocess so the peak memory is its own: CPU peak is the
 subprocess's ``ru_maxrss`` (whole process: weights, activations, allocator); CUDA peak is
-``torch.cuda.max_memory_allocated``. Prints a markdown table with the exact command.
+``torch.cuda.max_memory_allocated``. ``--amp off,bf16`` times each step in fp32 and under
+``torch.autocast(dtype=bfloat16)`` (the engine's AMP; on CPU autocast works too, but CPU runs train fp32).
+Prints a markdown table with the exact command; ``--json`` also writes the rows (failures included, with
+their error), rewritten after each combination; the exit status is 1 when any combination failed.
 
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --modalities L,L+C --steps 3
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --tasks prc,rad --steps 3
+    PYTHONPATH=$PWD python benchmarks/bench_models.py --configs paper --tasks finetune,prc,rad --device cuda \
+        --amp off,bf16 --steps 10 --json bench.json   # benchmarks/gpu_check.sh
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 
 
 def worker(spec: dict) -> dict:
@@ -51,8 +57,13 @@ def worker(spec: dict) -> dict:
         def loss_fn():
             return method(batch, gen)[0]
 
+    amp = spec.get("amp", "off")
+    if amp not in ("off", "bf16"):
+        raise ValueError(f"--amp: 'off' or 'bf16', got {amp!r}")
+
     def step() -> None:
-        loss = loss_fn()
+        with torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext():
+            loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -67,12 +78,15 @@ def worker(spec: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / spec["steps"]
+    extra = {}
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        extra = {"reserved_mb": torch.cuda.max_memory_reserved() / 2**20, "gpu": torch.cuda.get_device_name(),
+                 "torch": torch.__version__}
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    return {**spec, "params": count_params(model), "step_s": dt, "samples_s": spec["batch_size"] / dt,
-            "peak_mb": peak_mb}
+    return {**spec, "amp": amp, "params": count_params(model), "step_s": dt, "samples_s": spec["batch_size"] / dt,
+            "peak_mb": peak_mb, **extra}
 
 
 def main() -> int:
@@ -84,32 +98,49 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 = one-core numbers)")
     ap.add_argument("--batch-size", type=int, default=0, help="0: 2 for cpu, 1 for paper")
+    ap.add_argument("--amp", default="off", help="comma list of off / bf16 (autocast of the forward and loss)")
+    ap.add_argument("--timeout", type=float, default=0, help="seconds per combination (0: none)")
+    ap.add_argument("--json", help="also write the rows (failures with their error) to this file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
-    rows = []
-    combos = [(t, c, m) for t in args.tasks.split(",") for c in args.configs.split(",")
-              for m in (args.modalities.split(",") if t == "finetune" else ["L+C"])]
-    for task, config, modality in combos:
+    rows, failed = [], []
+    combos = [(t, c, m, a) for t in args.tasks.split(",") for c in args.configs.split(",")
+              for m in (args.modalities.split(",") if t == "finetune" else ["L+C"]) for a in args.amp.split(",")]
+    for task, config, modality, amp in combos:
         spec = {"task": task, "config": config, "modality": modality, "steps": args.steps, "device": args.device,
                 "threads": args.threads, "batch_size": args.batch_size or (2 if config == "cpu" else 1),
                 "points": 20000 if config == "cpu" else 250000}
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{task}/{config}/{modality} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if amp != "off":  # the worker's default; an fp32-only run passes the same spec as before --amp existed
+            spec["amp"] = amp
+        name = f"{task}/{config}/{modality}/amp={amp}"
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                                  capture_output=True, text=True, timeout=args.timeout or None)
+            error = None if proc.returncode == 0 else proc.stderr[-2000:]
+        except subprocess.TimeoutExpired:
+            error = f"timed out after {args.timeout:g} s"
+        if error is not None:
+            print(f"{name} failed:\n{error}", file=sys.stderr)
+            failed.append({**spec, "amp": amp, "error": error})
+        else:
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if args.json:  # after every combination: a run stopped by an outer time limit keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump({"argv": sys.argv[1:], "rows": rows, "failed": failed}, f, indent=1)
     print(f"`PYTHONPATH=$PWD python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`\n")
-    print("| step | config | modality | device | threads | batch | points/sample | params | step (s) | samples/s "
-          "| peak MB |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    amp_col = args.amp != "off"  # the table of an fp32-only run is unchanged
+    print("| step | config | modality | device |" + (" amp |" if amp_col else "") + " threads | batch | points/sample "
+          "| params | step (s) | samples/s | peak MB |")
+    print("|---|---|---|---|" + ("---|" if amp_col else "") + "---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['task']} | {r['config']} | {r['modality']} | {r['device']} | {r['threads']} | {r['batch_size']} | "
-              f"{r['points']} | {r['params']:,} | {r['step_s']:.2f} | {r['samples_s']:.2f} | {r['peak_mb']:.0f} |")
-    return 0
+        print(f"| {r['task']} | {r['config']} | {r['modality']} | {r['device']} |"
+              + (f" {r['amp']} |" if amp_col else "")
+              + f" {r['threads']} | {r['batch_size']} | "
+              f"{r['points']} | {r['params']:,} | {r['step_s']:.{2 if r['device'] == 'cpu' else 4}f} | {r['samples_s']:.2f} | {r['peak_mb']:.0f} |")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

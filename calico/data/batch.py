@@ -22,9 +22,13 @@ def batch_size_of(batch: dict) -> int:
 
 
 def move_to(obj: Any, device: torch.device | str) -> Any:
-    """Move every tensor in a (nested) batch to ``device``; other values pass through."""
+    """Move every tensor in a (nested) batch to ``device``; other values pass through.
+
+    Host-to-device copies are asynchronous (``non_blocking``: they overlap when the loader pins memory, and
+    the stream orders them before any use); a copy off the GPU is not, since the CPU would read it at once.
+    """
     if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
+        return obj.to(device, non_blocking=obj.device.type == "cpu")
     if isinstance(obj, dict):
         return {k: move_to(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

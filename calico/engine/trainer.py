@@ -144,7 +144,9 @@ class Trainer:
         if not path.is_file():
             self.log(f"resume: no checkpoint at {path} yet, starting from scratch")
             return
-        ckpt = load_file(path, map_location=self.device)
+        # on the CPU: load_state_dict copies weights and optimizer state to the parameters' device, and the RNG
+        # states must stay CPU tensors
+        ckpt = load_file(path, map_location="cpu")
         if ckpt.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a calico training checkpoint (format {ckpt.get('format')!r})")
         try:

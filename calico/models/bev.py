@@ -48,35 +48,40 @@ def bev_coords(points_xy: torch.Tensor, cfg_data: DataConfig) -> torch.Tensor:
 def sample_bev(feature_map: torch.Tensor, xy: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample ``feature_map`` (B, C, S, S) at normalised coords ``xy`` (K, 2) of sample ``batch_idx`` (K,).
 
-    Returns (K, C). Points outside the map read zeros (padding), as grid_sample does.
+    Returns (K, C). Points outside the map read zeros (padding), as grid_sample does. A half / bf16 map (AMP) is
+    read in float32 and the result is float32: coordinates in bf16 would be off by up to a third of a cell on
+    a 180-cell grid, and under autocast ``grid_sample`` returns float32 anyway.
     """
     if xy.ndim != 2 or xy.shape[1] != 2 or batch_idx.shape[0] != xy.shape[0]:
         raise ValueError(f"sample_bev: expected xy (K,2) and batch_idx (K,), got {tuple(xy.shape)}, "
                          f"{tuple(batch_idx.shape)}")
     B, C = feature_map.shape[:2]
-    out = feature_map.new_zeros(xy.shape[0], C)
+    dtype = torch.promote_types(feature_map.dtype, torch.float32)
+    out = feature_map.new_zeros(xy.shape[0], C, dtype=dtype)
     for b in range(B):
         sel = batch_idx == b
         if not bool(sel.any()):
             continue
-        grid = xy[sel].to(feature_map.dtype).view(1, 1, -1, 2)
-        val = F.grid_sample(feature_map[b: b + 1], grid, mode="bilinear", align_corners=False)
-        out[sel] = val[0, :, 0].t()
+        grid = xy[sel].to(dtype).view(1, 1, -1, 2)
+        val = F.grid_sample(feature_map[b: b + 1].to(dtype), grid, mode="bilinear", align_corners=False)
+        out[sel] = val[0, :, 0].t().to(dtype)
     return out
 
 
 def resample_bev(feature_map: torch.Tensor, src_range: tuple[float, float, float, float],
                  dst_range: float, dst_size: int) -> torch.Tensor:
     """Resample a BEV map over ``src_range`` (x0, y0, x1, y1) onto the square grid [-dst_range, dst_range]^2
-    of ``dst_size`` cells (BEVFusion's BEVGridTransform for the segmentation head)."""
+    of ``dst_size`` cells (BEVFusion's BEVGridTransform for the segmentation head). Like ``sample_bev``, a
+    half / bf16 map is read with float32 coordinates and gives a float32 map."""
     c = bev_cell_centers(dst_size, -dst_range, dst_range).to(feature_map.device)
     ys, xs = torch.meshgrid(c, c, indexing="ij")
     x0, y0, x1, y1 = src_range
     gx = (xs - x0) / (x1 - x0) * 2 - 1
     gy = (ys - y0) / (y1 - y0) * 2 - 1
-    grid = torch.stack([gx, gy], -1).to(feature_map.dtype)
+    dtype = torch.promote_types(feature_map.dtype, torch.float32)
+    grid = torch.stack([gx, gy], -1).to(dtype)
     grid = grid.unsqueeze(0).expand(feature_map.shape[0], -1, -1, -1)
-    return F.grid_sample(feature_map, grid, mode="bilinear", align_corners=False)
+    return F.grid_sample(feature_map.to(dtype), grid, mode="bilinear", align_corners=False)
 
 
 def bev_cell_index(xy: torch.Tensor, bev_range: tuple[float, float, float, float],

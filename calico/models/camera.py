@@ -82,8 +82,14 @@ class LSSTransform(nn.Module):
         """LiDAR-frame points (B, N, D, fH, fW, 3) of every (depth bin, feature cell) of every camera.
 
         A feature cell (r, c) looks through the image pixel at its centre, u = (c + 0.5) * W / fW - 0.5
-        (pixel centres at integer coordinates, as the intrinsics of the resized image assume).
+        (pixel centres at integer coordinates, as the intrinsics of the resized image assume). At least float32,
+        outside autocast: bf16 einsums would misplace points at 60 m by ~0.25 m, most of a 0.3 m pooling cell.
         """
+        dt = torch.promote_types(torch.promote_types(intrinsics.dtype, cam2lidar.dtype), torch.float32)
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            return self._frustum_points(intrinsics.to(dt), cam2lidar.to(dt), fH, fW)
+
+    def _frustum_points(self, intrinsics: torch.Tensor, cam2lidar: torch.Tensor, fH: int, fW: int) -> torch.Tensor:
         H, W = self.image_size
         dev, dt = intrinsics.device, intrinsics.dtype
         u = (torch.arange(fW, device=dev, dtype=dt) + 0.5) * (W / fW) - 0.5

@@ -109,17 +109,21 @@ class CenterHead(nn.Module):
 
     # ---- targets and loss ------------------------------------------------------------------------------
     def targets(self, gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor], device: torch.device) -> list[dict]:
-        """Per task: heatmap (B, n_cls, S, S), ind (B, M) flat cell index, mask (B, M), box (B, M, 10)."""
+        """Per task: heatmap (B, n_cls, S, S), ind (B, M) flat cell index, mask (B, M), box (B, M, 10).
+
+        Built on the CPU and moved to ``device`` once: drawn box by box on a GPU, each Gaussian and each row
+        written would be its own kernel launch (hundreds per step), and the targets are the same everywhere.
+        """
         S, cell = self.size, self.cell
         x0, y0 = self.pc_range[0], self.pc_range[1]
         B = len(gt_boxes)
         M = max([1] + [int(b.shape[0]) for b in gt_boxes])
         out = []
         for cls in self.task_classes:
-            hm = torch.zeros(B, len(cls), S, S, device=device)
-            ind = torch.zeros(B, M, dtype=torch.long, device=device)
-            mask = torch.zeros(B, M, device=device)
-            box = torch.zeros(B, M, 10, device=device)
+            hm = torch.zeros(B, len(cls), S, S)
+            ind = torch.zeros(B, M, dtype=torch.long)
+            mask = torch.zeros(B, M)
+            box = torch.zeros(B, M, 10)
             for b in range(B):
                 boxes = gt_boxes[b].detach().float().cpu()
                 labels = gt_labels[b].detach().long().cpu()
@@ -141,7 +145,8 @@ class CenterHead(nn.Module):
                                               math.sin(float(bx[6])), math.cos(float(bx[6])),
                                               float(bx[7]), float(bx[8])])
                     k += 1
-            out.append({"heatmap": hm, "ind": ind, "mask": mask, "box": box})
+            out.append({name: t.to(device) for name, t in
+                        (("heatmap", hm), ("ind", ind), ("mask", mask), ("box", box))})
         return out
 
     def loss(self, preds: list[dict[str, torch.Tensor]], gt_boxes: list[torch.Tensor],

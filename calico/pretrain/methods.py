@@ -359,12 +359,13 @@ def project_to_images(xyz: Tensor, batch_idx: Tensor, lidar2img: Tensor, image_s
     """First camera each point projects into: (visible (K,) bool, camera (K,) int64, uv (K, 2) pixels).
 
     ``lidar2img`` (B, N, 4, 4) maps the LiDAR frame to pixels of the resized images (pixel centres at
-    integer coordinates).
+    integer coordinates). The projection runs outside autocast (bf16 would move pixels by several units).
     """
     H, W = image_size
     mats = lidar2img[batch_idx].to(xyz.dtype)  # (K, N, 4, 4)
     hom = torch.cat([xyz, torch.ones_like(xyz[:, :1])], 1)
-    cam = torch.einsum("knij,kj->kni", mats, hom)  # (K, N, 4)
+    with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+        cam = torch.einsum("knij,kj->kni", mats, hom)  # (K, N, 4)
     depth = cam[..., 2]
     uv = cam[..., :2] / depth.clamp(min=1e-6)[..., None]
     inside = (depth > min_depth) & (uv[..., 0] >= -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] >= -0.5) & (
