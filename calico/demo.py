@@ -43,20 +43,22 @@ class DemoSize:
 
 
 # Budget of the full demo (target <= 20 min alone on the 2-core machine: two single-thread jobs side by side).
-# Measured pieces, one thread (BENCHMARKS.md, and this redesign's runs on the shared machine, which inflate them):
-# world generation ~0.5 s per keyframe with 3 sweeps at 144x256 (0.8 s CPU measured under load; 0.62 s wall at
-# 400x225 alone), prepare ~0.2 s per keyframe; pooling ~0.1 s per keyframe; PRC step ~1.8 s, PointContrast
-# ~2 s, L fine-tuning step 1.2-2.5 s (model.head_convs=0); L evaluation on 50 val keyframes ~30 s; ~5-10 s of
-# start-up per job; the probe ~1 min (3 checkpoints x 62 frames, LiDAR only).
-#   serial:   world 200 kf x 0.5 s = 100 s, prepare 200 x 0.2 s = 40 s, report figures ~40 s        = ~180 s
-#   jobs:     pool 30 s + PRC 100 x 1.8 = 180 s + PointContrast 100 x 2.0 = 200 s + probe 60 s
-#             + 9 cells (3 arms x 3 seeds) x (60 steps x 2.0 s + 10 s start + 30 s eval = 160 s) = 1440 s
-#             = ~1910 job-s on two cores                                                          = ~960 s
-#   total ~1140 s = 19 min with a pessimistic 2.0 s L step (~16.5 min at 1.5 s). No room for L+C: RAD
-#   (60 x 1.7 s) + 6 L+C cells x (60 x 4.5 s + 60 s) add ~17 min, hence --fusion is opt-in.
+# Measured in the full demo's own run alone with 100 pre-training and 60 fine-tuning steps (demo.log, BENCHMARKS.md):
+# world + prepare 153 s; pool 15 s; PointContrast / PRC ~0.95 s per step; an L fine-tuning step ~1.0 s plus ~10 s
+# start-up per cell; evaluation of a cell on the 50 val keyframes ~29 s; the probe 25 s; report figures ~95 s;
+# 12.1 min in all. That run's 60 fine-tuning steps left every arm under 10 % mAP (too few steps to compare), so:
+#   serial:   world + prepare 153 s + report 95 s                                                   = ~250 s
+#   jobs:     pool 15 s + PRC and PointContrast 2 x 150 x 0.95 s = 285 s + probe 25 s
+#             + 9 cells (3 arms x 3 seeds) x (10 s + 110 steps x 1.0 s + 29 s eval = 149 s) = 1341 s
+#             = ~1670 job-s on two cores                                                          = ~835 s
+#   total ~1085 s = ~18 min. No room for L+C: RAD and 6 L+C cells (an L+C step ~2x an L step) add well over
+#   10 min, hence --fusion is opt-in.
 # Quick (CI smoke test, <= 3 min): 12 keyframes, 6 cells of 4 steps; mostly process start-up and evaluation.
+# Every arm fine-tunes at DEMO_LR: the lr the label-efficiency study's tuning (train:fit -> train:holdout, 5 %
+# labels) chose for random init; both pre-trained arms chose one lr for all parts there (pretrained_lr_mult 1).
+DEMO_LR = 0.00025
 SIZES = {
-    "full": DemoSize(20, 10, 3, (144, 256), 0.10, 3, 100, 60, 60, 60, 12),  # 2 of 15 train scenes labeled
+    "full": DemoSize(20, 10, 3, (144, 256), 0.10, 3, 150, 60, 110, 60, 12),  # 2 of 15 train scenes labeled
     "quick": DemoSize(4, 3, 1, (144, 256), 0.30, 2, 4, 4, 4, 4, 6),  # 1 of 3 train scenes labeled
 }
 LIDAR_ARMS = ("rand_l", "pointcontrast", "prc")
@@ -106,13 +108,15 @@ def make_plan(out: Path, root: Path, size: DemoSize, seed: int, fusion: bool) ->
                   stage_overrides={"rad": [f"pretrain.max_steps={size.rad_steps}"]}, pretrain_seed=seed)
     lidar = Grid("LiDAR-only detection", LIDAR_ARMS, (size.fraction,))
     lidar_study = Study(out, "cpu", str(root), WORLD_VERSION, seeds, [],
-                        finetune_overrides=["finetune.epochs=1000", f"finetune.max_steps={size.finetune_steps}"],
+                        finetune_overrides=["finetune.epochs=1000", f"finetune.max_steps={size.finetune_steps}",
+                                            f"finetune.lr={DEMO_LR}"],
                         **common)
     grid = study = None
     if fusion:
         grid = Grid("Camera + LiDAR detection", FUSION_ARMS, (size.fraction,))
         study = Study(out, "cpu", str(root), WORLD_VERSION, seeds, [],
-                      finetune_overrides=["finetune.epochs=1000", f"finetune.max_steps={size.fusion_finetune_steps}"],
+                      finetune_overrides=["finetune.epochs=1000", f"finetune.max_steps={size.fusion_finetune_steps}",
+                                          f"finetune.lr={DEMO_LR}"],
                       **common)
     return DemoPlan(size, lidar, grid, lidar_study, study, seed)
 
@@ -317,8 +321,10 @@ def write_report(out: Path, cfg, plan: DemoPlan, seconds: float, args, provenanc
         + (f"({size.fusion_finetune_steps} for L+C) " if plan.fusion else "")
         + f"with augmentation (`augment.enabled={cfg.augment.enabled}`), seeds {seeds}; for a given seed every "
         "arm sees the same data order, head initialisation and augmentation draws, so the per-seed difference "
-        "isolates the initialisation. One lr for all parts (`finetune.pretrained_lr_mult="
-        f"{cfg.finetune.pretrained_lr_mult:g}`, the paper's protocol); nothing was tuned. Evaluation: the val "
+        f"isolates the initialisation. Every arm at lr {DEMO_LR:g} for all parts (`finetune.pretrained_lr_mult="
+        f"{cfg.finetune.pretrained_lr_mult:g}`): what the label-efficiency study's tuning on held-out train scenes "
+        "chose (random init: the lower of its two lrs; pre-trained arms: one lr for all parts); nothing was tuned "
+        "on this world. Evaluation: the val "
         "split with the nuScenes devkit (detection_cvpr_2019); the comparison is read in mAP, NDS beside it.", "",
         "## Does pre-training help? Paired seeds", "",
         *paired_sentences(grid, results), "",
