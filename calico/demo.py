@@ -24,7 +24,7 @@ from pathlib import Path
 
 from calico.config import get_config
 from calico.data.synth.reuse import WORLD_VERSION, ensure_world
-from calico.study import METHODS, Grid, Job, Study, baseline_of, paired_table, run_jobs, table
+from calico.study import METHODS, Grid, Job, Study, paired_cells, paired_table, run_jobs, table
 
 
 @dataclass(frozen=True)
@@ -179,34 +179,29 @@ def paired_sentences(grid: Grid, results: dict, metric: str = "mAP") -> list[str
     from calico.eval.stats import paired_difference
 
     out = []
-    for fraction in grid.fractions:
-        for name in grid.methods:
-            base = baseline_of(name, grid.methods)
-            runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
-            if base is None or not runs or not ref:
-                continue
-            d = paired_difference({r["seed"]: r.get(metric) for r in runs}, {r["seed"]: r.get(metric) for r in ref})
-            who, vs = METHODS[name].label, METHODS[base].label
-            at = f"at {fraction * 100:g} % labels"
-            per_seed = ", ".join(f"{x * 100:+.1f}" for x in d.diffs)
-            if d.n == 0:
-                continue
-            if d.n == 1:
-                out.append(f"- {who} vs {vs} {at}: {metric} {d.mean * 100:+.1f} points on one seed; with one "
-                           "seed there is no interval, so this run can show neither a gain nor a loss.")
-                continue
-            stats = (f"{d.mean * 100:+.1f} {metric} points [{d.lo * 100:+.1f}, {d.hi * 100:+.1f}] (95 % t-interval) "
-                     f"over {d.n} paired seeds (per seed: {per_seed})")
-            if d.lo > 0:
-                lead, verdict = f"- {who} beats {vs} {at} by {stats}: ", \
-                    "the interval is above zero, so this run shows a gain from pre-training."
-            elif d.hi < 0:
-                lead, verdict = f"- {who} trails {vs} {at} by {stats}: ", \
-                    "the interval is below zero, so in this run pre-training made detection worse."
-            else:
-                lead, verdict = f"- {who} differs from {vs} {at} by {stats}: ", \
-                    "the interval includes zero, so this run does not show a gain (nor a loss)."
-            out.append(lead + verdict)
+    for fraction, name, base, runs, ref in paired_cells(grid, results):
+        d = paired_difference({r["seed"]: r.get(metric) for r in runs}, {r["seed"]: r.get(metric) for r in ref})
+        who, vs = METHODS[name].label, METHODS[base].label
+        at = f"at {fraction * 100:g} % labels"
+        per_seed = ", ".join(f"{x * 100:+.1f}" for x in d.diffs)
+        if d.n == 0:
+            continue
+        if d.n == 1:
+            out.append(f"- {who} vs {vs} {at}: {metric} {d.mean * 100:+.1f} points on one seed; with one "
+                       "seed there is no interval, so this run can show neither a gain nor a loss.")
+            continue
+        stats = (f"{d.mean * 100:+.1f} {metric} points [{d.lo * 100:+.1f}, {d.hi * 100:+.1f}] (95 % t-interval) "
+                 f"over {d.n} paired seeds (per seed: {per_seed})")
+        if d.lo > 0:
+            lead, verdict = f"- {who} beats {vs} {at} by {stats}: ", \
+                "the interval is above zero, so this run shows a gain from pre-training."
+        elif d.hi < 0:
+            lead, verdict = f"- {who} trails {vs} {at} by {stats}: ", \
+                "the interval is below zero, so in this run pre-training made detection worse."
+        else:
+            lead, verdict = f"- {who} differs from {vs} {at} by {stats}: ", \
+                "the interval includes zero, so this run does not show a gain (nor a loss)."
+        out.append(lead + verdict)
     return out
 
 

@@ -251,25 +251,31 @@ def _ms(values: list[float], scale: float = 100.0) -> str:
     return f"{s.mean * scale:.1f}" if s.n == 1 else f"{s.mean * scale:.1f} ± {s.std * scale:.1f}"
 
 
+def paired_cells(grid: Grid, results: dict[str, dict[float, list[dict]]]):
+    """``(fraction, method, baseline, runs, baseline_runs)`` for each pre-trained method of ``grid`` whose
+    random init of the same modality has results at that fraction (the pairs ``paired_table`` compares)."""
+    for fraction in grid.fractions:
+        for name in grid.methods:
+            base = baseline_of(name, grid.methods)
+            runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
+            if base is not None and runs and ref:
+                yield fraction, name, base, runs, ref
+
+
 def paired_table(grid: Grid, results: dict[str, dict[float, list[dict]]],
                  metrics: tuple[str, ...] = ("mAP", "NDS", "AP/car", "AP/pedestrian")) -> str:
     """Each pre-trained method against the random init of its modality: the paired difference per seed, its
     mean and 95 % t-interval (values in points of %); ``*`` marks an interval above zero."""
     head = ["Training Data", "Method", "vs", "seeds"] + [f"Δ {m}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for fraction in grid.fractions:
-        for name in grid.methods:
-            base = baseline_of(name, grid.methods)
-            runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
-            if base is None or not runs or not ref:
-                continue
-            cells = []
-            for metric in metrics:
-                d = paired_difference({r["seed"]: r.get(metric) for r in runs}, {r["seed"]: r.get(metric) for r in ref})
-                cells.append(d.text() + (" *" if d.above_zero else ""))
-            n = len({r["seed"] for r in runs} & {r["seed"] for r in ref})
-            lines.append("| " + " | ".join([f"{fraction * 100:g}%", METHODS[name].label, METHODS[base].label,
-                                            str(n), *cells]) + " |")
+    for fraction, name, base, runs, ref in paired_cells(grid, results):
+        cells = []
+        for metric in metrics:
+            d = paired_difference({r["seed"]: r.get(metric) for r in runs}, {r["seed"]: r.get(metric) for r in ref})
+            cells.append(d.text() + (" *" if d.above_zero else ""))
+        n = len({r["seed"] for r in runs} & {r["seed"] for r in ref})
+        lines.append("| " + " | ".join([f"{fraction * 100:g}%", METHODS[name].label, METHODS[base].label,
+                                        str(n), *cells]) + " |")
     return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ from calico.data.geometry import invert
 from calico.data.point_labels import BACKGROUND, GROUND, OTHER_OBJECT, write_format
 from calico.data.synth.labels import write_labels
 from calico.data.synth.rig import quat_from_matrix
-from calico.data.synth.tables import VISIBILITY, close_scene, write_tables, yaw_quaternion
+from calico.data.synth.tables import VISIBILITY, close_scene, write_map_table, write_tables, yaw_quaternion
 from calico.data.synth.tokens import Tokens
 from calico.errors import DataError
 
@@ -331,7 +331,7 @@ def convert(src: str | Path, out: str | Path, version: str = "v1.0-pandaset", fr
              "camera_calib_spread_m": {}}
     for seq in seqs:
         _convert_sequence(seq, root, tok, tables, frames, link_images, stats)
-    _write_map_table(root, tok, tables)
+    write_map_table(root, tok, tables)
     write_tables(root / version, tables)
     scene_names = [scene_name(s) for s in seqs]
     if val is None:
@@ -508,18 +508,6 @@ def _sample_data(tok, tables, sample, cs_token, ts, fname, ego2global) -> dict:
           "height": 0, "width": 0, "filename": fname}
     tables["sample_data"].append(sd)
     return sd
-
-
-def _write_map_table(root: Path, tok: _Tokens, tables: dict) -> None:
-    """map.json with a tiny blank semantic-prior PNG (the devkit loads it lazily; PandaSet has no map)."""
-    from PIL import Image
-
-    token = tok.new("map")
-    fname = f"maps/{token}.png"
-    (root / "maps").mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / fname)
-    tables["map"] = [{"token": token, "log_tokens": [r["token"] for r in tables["log"]], "category": "semantic_prior",
-                      "filename": fname}]
 
 
 def format_summary(s: dict) -> str:

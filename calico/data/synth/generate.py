@@ -18,7 +18,15 @@ from .labels import write_labels
 from .layout import MARGIN, build_scene
 from .mapgen import MAP_NAME, MapBuilder
 from .rig import CAMERA_NAMES, build_rig, quat_from_matrix
-from .tables import attribute_name, close_scene, static_tables, visibility_token, write_tables, yaw_quaternion
+from .tables import (
+    attribute_name,
+    close_scene,
+    static_tables,
+    visibility_token,
+    write_map_table,
+    write_tables,
+    yaw_quaternion,
+)
 from .tokens import Tokens
 from .world import SceneWorld
 
@@ -69,7 +77,7 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
                      samples_per_scene, sweeps, rng, stats, bar, labels)
     bar.close()
     maps.write(root)
-    _write_map_table(root, tok, tables)
+    write_map_table(root, tok, tables)
     names = [s["name"] for s in tables["scene"]]
     n_val = max(1, scenes // 4) if scenes > 1 else 0
     splits = {"train": names[: len(names) - n_val], "val": names[len(names) - n_val:]}
@@ -240,17 +248,6 @@ def _annotate(world, t, sample_token, pts, ids, ego, cs, g_rot, g_trans, visible
             "translation": translation, "size": [float(w), float(l), float(h)], "rotation": rotation,
             "num_lidar_pts": n_pts, "num_radar_pts": 0})
         stats["boxes"][obj.name] += 1
-
-
-def _write_map_table(root: Path, tok: Tokens, tables: dict) -> None:
-    """map.json with a tiny blank semantic-prior PNG (the devkit opens it lazily; the BEV layers are in
-    maps/expansion)."""
-    token = tok.new("map")
-    fname = f"maps/{token}.png"
-    (root / "maps").mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / fname)
-    tables["map"] = [{"token": token, "log_tokens": [r["token"] for r in tables["log"]], "category": "semantic_prior",
-                      "filename": fname}]
 
 
 def true_velocity(world: SceneWorld, oi: int) -> np.ndarray:

@@ -89,3 +89,16 @@ def write_tables(table_dir: Path, tables: dict[str, list]) -> None:
     table_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
         (table_dir / f"{name}.json").write_text(json.dumps(rows, indent=0))
+
+
+def write_map_table(root: Path, tok: Tokens, tables: dict) -> None:
+    """map.json with a tiny blank semantic-prior PNG (the devkit opens it lazily; the synthetic world's BEV
+    layers are in maps/expansion, a converted dataset may have none)."""
+    from PIL import Image
+
+    token = tok.new("map")
+    fname = f"maps/{token}.png"
+    (root / "maps").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / fname)
+    tables["map"] = [{"token": token, "log_tokens": [r["token"] for r in tables["log"]], "category": "semantic_prior",
+                      "filename": fname}]
