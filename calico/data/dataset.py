@@ -200,7 +200,8 @@ class NuScenesDataset(torch.utils.data.Dataset):
         if rec.get("map_mask"):
             from calico.data.maps import load_map_mask
 
-            sample["map_masks"] = load_map_mask(self.cache / "maps" / rec["map_mask"], self.cfg.model.seg_size)
+            sample["map_masks"] = load_map_mask(self.cache / "maps" / rec["map_mask"], self.cfg.model.seg_size,
+                                               self.cfg.model.seg_range)
         if self.transform is not None:
             sample = self.transform(sample, i)
         return sample

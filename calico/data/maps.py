@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from calico.config import MAP_CLASSES
 from calico.data.geometry import apply
+from calico.errors import DataError
 
 MASK_RANGE = 50.0  # metres: [-50, 50]^2 around the LiDAR (paper §3.3)
 MASK_SIZE = 200  # 0.5 m cells, as BEVFusion
@@ -110,12 +111,21 @@ def write_map_masks(nusc, records: list[dict], out_dir: Path, progress: bool = T
     return str(folder)
 
 
-def load_map_mask(path: Path, size: int) -> np.ndarray:
-    """Load a cached mask and resample it to ``size`` cells (nearest cell centre)."""
+def load_map_mask(path: Path, size: int, seg_range: float = MASK_RANGE) -> np.ndarray:
+    """Load a cached mask (drawn over ``[-MASK_RANGE, MASK_RANGE]^2``) and resample it onto ``size`` cells over
+    ``[-seg_range, seg_range]^2`` (the cached cell holding each new cell's centre). A ``seg_range`` beyond the
+    cached extent is refused: those cells have no ground truth."""
+    if not 0 < seg_range <= MASK_RANGE:
+        raise DataError(f"model.seg_range={seg_range} but map masks are cached over ±{MASK_RANGE:g} m "
+                        f"(use a seg_range in (0, {MASK_RANGE:g}])", str(path))
     with np.load(path, allow_pickle=False) as z:
         shape = tuple(z["shape"])
         mask = np.unpackbits(z["bits"])[: int(np.prod(shape))].reshape(shape)
-    if shape[-1] != size:
-        idx = ((np.arange(size) + 0.5) * shape[-1] / size).astype(np.int64)
+    if shape[-1] != size or seg_range != MASK_RANGE:
+        # new cell i's centre, as a position in cached cells: (i + 0.5) * cell_new / cell_cached, shifted by the
+        # margin between the two extents (0 at the cached range, which keeps the plain resize exact)
+        scale = (2 * seg_range / size) / (2 * MASK_RANGE / shape[-1])
+        offset = (MASK_RANGE - seg_range) * shape[-1] / (2 * MASK_RANGE)
+        idx = (offset + (np.arange(size) + 0.5) * scale).astype(np.int64)
         mask = mask[:, idx][:, :, idx]
     return mask
