@@ -3,7 +3,7 @@ in a camera, and training curves. Every figure is computed from the run folders 
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,19 +131,18 @@ def _draw_box(ax, box: np.ndarray, lidar2img: np.ndarray, colour: str, shape, la
         ax.text(uv[:, 0].min(), uv[:, 1].min(), label, color=colour, fontsize=6, clip_on=True)
 
 
-_STEP = re.compile(r"step (\d+) .*?\bloss ([-0-9.eE+naif]+)")
 
 
 def read_loss_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, loss) from a run's ``log.txt`` (written by the engine every ``log_every`` steps)."""
+    """(steps, loss) from a run's ``metrics.jsonl`` (the engine appends a record every ``log_every`` steps)."""
     steps, losses = [], []
-    path = Path(run_dir) / "log.txt"
+    path = Path(run_dir) / "metrics.jsonl"
     if path.exists():
         for line in path.read_text().splitlines():
-            m = _STEP.search(line)
-            if m:
-                steps.append(int(m.group(1)))
-                losses.append(float(m.group(2)))
+            rec = json.loads(line)
+            if "loss" in rec:
+                steps.append(int(rec["step"]))
+                losses.append(float(rec["loss"]))
     return np.asarray(steps), np.asarray(losses)
 
 

@@ -10,6 +10,7 @@ that produces the loss (wrap a model and its loss in a small module, as ``calico
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -315,6 +316,10 @@ class Trainer:
                 self.tb.add_scalar(f"train/{k}", v, self.global_step)
             self.tb.add_scalar("train/lr", lr, self.global_step)
             self.tb.add_scalar("train/samples_per_s", throughput, self.global_step)
+            # metrics.jsonl: the stable, machine-readable record of the logged scalars (reports read it)
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.global_step, "epoch": self.epoch, "lr": lr,
+                                    "samples_per_s": throughput, **means}) + "\n")
             terms = " ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()))
             self.log(f"step {self.global_step} epoch {self.epoch} lr {lr:.3g} {throughput:.1f} samples/s {terms}",
                      console=False)
