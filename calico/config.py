@@ -82,6 +82,10 @@ class PoolingConfig:
 @dataclass
 class ModelConfig:
     modality: str = "L+C"  # "L", "C" or "L+C"
+    # which implementation of each named part build_model uses (calico.models.model: LIDAR_BACKBONES, ...)
+    lidar_backbone: str = "pointpillars"
+    view_transform: str = "lss"
+    det_head: str = "centerpoint"
     bn_momentum: float = 0.1  # every BatchNorm layer (see calico.models.model.build_model)
     # LiDAR branch (PointPillars)
     voxel_size: tuple[float, float, float] = (0.2, 0.2, 8.0)
@@ -462,6 +466,9 @@ def validate_config(cfg: Config) -> Config:
     # model
     m = "model."
     choice(m + "modality", MODALITIES)
+    for key in ("lidar_backbone", "view_transform", "det_head"):  # the choices are checked by build_model
+        if not isinstance(getattr(cfg.model, key), str) or not getattr(cfg.model, key):
+            bad(m + key, getattr(cfg.model, key), "the name of an implementation")
     choice(m + "voxelizer", ("torch", "spconv"))
     choice(m + "seg_loss", ("focal", "bce"))
     choice(m + "nms", ("circle", "maxpool"))

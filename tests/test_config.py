@@ -30,3 +30,16 @@ def test_bad_override_names_the_key():
         get_config("cpu", ["finetune.nope=1"])
     with pytest.raises(ValueError, match="pretrain.log_every"):
         get_config("cpu", ["pretrain.log_every=0"])
+
+
+def test_build_model_picks_parts_by_config_keys():
+    from calico.models import build_model
+    from calico.models.centerpoint import CenterHead
+    from calico.models.model import LIDAR_BACKBONES
+
+    cfg = get_config("cpu", ["model.modality=L", "model.with_seg=false"])
+    model = build_model(cfg.model, cfg.data)
+    assert isinstance(model.lidar_backbone, LIDAR_BACKBONES["pointpillars"]) and isinstance(model.det_head, CenterHead)
+    cfg.model.lidar_backbone = "voxelnet"
+    with pytest.raises(ValueError, match="model.lidar_backbone='voxelnet'.*pointpillars"):
+        build_model(cfg.model, cfg.data)

@@ -17,9 +17,12 @@ from calico.models.decoders import BEVDecoder, ConvFuser
 from calico.models.pointpillars import PointPillarsBackbone
 from calico.models.seg_head import SegHead
 
-# the named choices per kind of part; add e.g. a sparse VoxelNet here (batch in, BEV map out)
+# the named choices per kind of part, picked by model.lidar_backbone / view_transform / det_head; add e.g. a
+# sparse VoxelNet to LIDAR_BACKBONES (batch in, BEV map out) and select it with --set model.lidar_backbone=...
 LIDAR_BACKBONES = {"pointpillars": PointPillarsBackbone}
 VIEW_TRANSFORMS = {"lss": LSSTransform}
+DET_HEADS = {"centerpoint": CenterHead}
+CHOICES = {"lidar_backbone": LIDAR_BACKBONES, "view_transform": VIEW_TRANSFORMS, "det_head": DET_HEADS}
 PART_NAMES = ("lidar_backbone", "camera_backbone", "view_transform", "lidar_decoder", "camera_decoder",
               "fuser", "det_head", "seg_head")
 
@@ -27,9 +30,11 @@ PART_NAMES = ("lidar_backbone", "camera_backbone", "view_transform", "lidar_deco
 class BEVModel(nn.Module):
     """L, C or L+C BEV perception model; absent parts are ``None``."""
 
-    def __init__(self, cfg: ModelConfig, data: DataConfig, lidar_backbone: str = "pointpillars",
-                 view_transform: str = "lss"):
+    def __init__(self, cfg: ModelConfig, data: DataConfig):
         super().__init__()
+        for key, options in CHOICES.items():
+            if getattr(cfg, key) not in options:
+                raise ValueError(f"model.{key}={getattr(cfg, key)!r} is not built here; choose one of {sorted(options)}")
         if cfg.modality not in ("L", "C", "L+C"):
             raise ValueError(f"model.modality must be 'L', 'C' or 'L+C', got {cfg.modality!r}")
         if not (cfg.with_det or cfg.with_seg):
@@ -38,13 +43,13 @@ class BEVModel(nn.Module):
         self.use_lidar = "L" in cfg.modality
         self.use_camera = "C" in cfg.modality
         dc = cfg.decoder_channels
-        self.lidar_backbone = LIDAR_BACKBONES[lidar_backbone](cfg, data) if self.use_lidar else None
+        self.lidar_backbone = LIDAR_BACKBONES[cfg.lidar_backbone](cfg, data) if self.use_lidar else None
         self.lidar_decoder = BEVDecoder(cfg.lidar_channels, dc, cfg.decoder_layers) if self.use_lidar else None
         self.camera_backbone = CameraBackbone(cfg, data) if self.use_camera else None
-        self.view_transform = VIEW_TRANSFORMS[view_transform](cfg, data) if self.use_camera else None
+        self.view_transform = VIEW_TRANSFORMS[cfg.view_transform](cfg, data) if self.use_camera else None
         self.camera_decoder = BEVDecoder(cfg.camera_channels, dc, cfg.decoder_layers) if self.use_camera else None
         self.fuser = ConvFuser(dc, int(self.use_lidar) + int(self.use_camera))
-        self.det_head = CenterHead(cfg, data, dc) if cfg.with_det else None
+        self.det_head = DET_HEADS[cfg.det_head](cfg, data, dc) if cfg.with_det else None
         self.seg_head = SegHead(cfg, data, dc) if cfg.with_seg else None
 
     def part_names(self) -> list[str]:
