@@ -21,7 +21,7 @@ from calico.config import CLASSES, MAP_CLASSES
 from calico.errors import CalicoError
 from calico.eval.stats import paired_difference, summarize
 from calico.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of  # noqa: F401 (re-exported)
-from calico.pretrain.cli import REGION_STAGES
+from calico.pretrain.methods import stage_class
 from calico.utils.cliargs import add_set_argument
 
 # the world `calico study` generates when no --dataroot is given (--world-scenes overrides the scene count)
@@ -156,7 +156,7 @@ class Study:
         ``tune``: instead of the grid's cells, one fine-tuning per method and ``TUNE_CANDIDATES`` entry at the
         grid's first fraction and the first seed, fitted on ``train:fit`` and scored on ``train:holdout``."""
         jobs: dict[str, Job] = {}
-        if any(s in REGION_STAGES for m in grid.methods for s, _ in METHODS[m].stages):
+        if any(stage_class(s).needs_regions for m in grid.methods for s, _ in METHODS[m].stages):
             # the pool must see the runs' data/pooling overrides, or pretrain refuses its regions
             jobs["pool"] = Job("pool", ["pool", *self._common(), *(["--set", *self.overrides] if self.overrides else [])])
         for name in grid.methods:
@@ -174,7 +174,7 @@ class Study:
                         if sets_all:
                             argv += ["--set", *sets_all]
                         deps = ([f"pretrain/{prev.name}"] if prev is not None else []) + \
-                            (["pool"] if stage in REGION_STAGES else [])
+                            (["pool"] if stage_class(stage).needs_regions else [])
                         jobs[key] = Job(key, argv, run / "DONE", deps, resume_from=run / "last.pt")
                     prev = run
                 if tune:

@@ -364,3 +364,15 @@ def test_prc_decoder_on_the_real_bev_model(real_model):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(model, part).parameters()), part
     assert set(method.backbone_state_dict()) == {"lidar_backbone", "lidar_decoder"}
     model.zero_grad(set_to_none=True)
+
+
+def test_stage_facts_are_attributes_of_the_methods():
+    from calico.pretrain.methods import METHODS, stage_class
+
+    facts = {name: (stage_class(name).needs_regions, stage_class(name).needs_images, stage_class(name).teacher)
+             for name in METHODS}
+    assert {n for n, f in facts.items() if f[0]} == {"prc", "plrc", "rapc", "rad", "bevdistill"}
+    assert {n for n, f in facts.items() if f[1]} == {"rad", "bevdistill", "vanilla_distill", "simipu"}
+    assert {n for n, f in facts.items() if f[2]} == {"rad", "bevdistill", "vanilla_distill"}
+    with pytest.raises(ValueError, match="unknown pre-training stage"):
+        stage_class("nope")

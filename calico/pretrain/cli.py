@@ -13,13 +13,6 @@ from pathlib import Path
 from calico.engine import dist
 from calico.engine.runsetup import add_common_arguments, done_message, resolve_config, start_run
 
-# stages that distil into the camera branch from a frozen, pre-trained LiDAR backbone
-TEACHER_STAGES = ("rad", "bevdistill", "vanilla_distill")
-# stages that train (or read) the camera branch
-CAMERA_STAGES = ("rad", "bevdistill", "vanilla_distill", "simipu")
-# stages that read semantic-pooling regions
-REGION_STAGES = ("prc", "plrc", "rapc", "rad", "bevdistill")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", required=True, help="prc, rad or a baseline (see calico.pretrain.methods)")
@@ -53,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from calico.engine import Trainer, load_init
     from calico.errors import CalicoError
     from calico.models import build_model
-    from calico.pretrain.methods import build_method
+    from calico.pretrain.methods import build_method, stage_class
 
     stage = args.stage.lower()
     extra = [f"pretrain.stage={stage}"]
@@ -65,14 +58,18 @@ def run(args: argparse.Namespace) -> int:
     if cfg.pretrain.stage != stage:
         raise CalicoError(f"--stage {stage} but the run in {args.out} was a {cfg.pretrain.stage!r} run")
     resuming = args.resume and (Path(args.out) / "last.pt").is_file()
-    if stage in TEACHER_STAGES and not args.init and not resuming:
+    try:
+        facts = stage_class(stage)
+    except ValueError as exc:
+        raise CalicoError(str(exc)) from exc
+    if facts.teacher and not args.init and not resuming:
         raise CalicoError(f"stage {stage!r} distils from a pre-trained LiDAR backbone: pass --init with "
                           "the PRC checkpoint (e.g. runs/prc/last.pt)")
     # check the data before creating the run folder, so a failed start leaves nothing behind
     # LiDAR-only stages never look at the images: skip decoding them
     dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split,
-                              load_images=cfg.data.load_images and stage in CAMERA_STAGES)
-    if stage in REGION_STAGES:
+                              load_images=cfg.data.load_images and facts.needs_images)
+    if facts.needs_regions:
         check_regions(dataset, stage, args.config)
     run_dir, _ = start_run(args, cfg)
     try:
@@ -80,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         for path in (args.init or []) if not resuming else []:
             # the teacher is the LiDAR map the stage reads: after the decoder when pretrain.features="decoder"
             teacher = ["lidar_backbone", "lidar_decoder"] if cfg.pretrain.features == "decoder" else ["lidar_backbone"]
-            parts = teacher if stage in TEACHER_STAGES else None
+            parts = teacher if facts.teacher else None
             load_init(model, path, parts=parts, verbose=dist.is_main(), partial=args.init_partial)
         try:
             method = build_method(stage, model, cfg)

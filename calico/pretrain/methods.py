@@ -66,9 +66,16 @@ def require_regions(batch: dict, method: str) -> Tensor:
 
 
 class PretrainMethod(nn.Module):
-    """Base: holds the model, freezes every part not in ``trained_parts``, exposes the trainer interface."""
+    """Base: holds the model, freezes every part not in ``trained_parts``, exposes the trainer interface.
+
+    Facts the CLI and the study read from the class: ``needs_regions`` (the semantic-pooling cache),
+    ``needs_images`` (decode the cameras), ``teacher`` (distils from a frozen LiDAR branch: needs --init).
+    """
 
     trained_parts: tuple[str, ...] = ()
+    needs_regions: bool = False
+    needs_images: bool = False
+    teacher: bool = False
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__()
@@ -171,6 +178,8 @@ def _project_pair(proj: nn.Module, f1: Tensor, f2: Tensor) -> tuple[Tensor, Tens
 class PointRegionContrast(_TwoViewLidar):
     """PRC (eq. 1 + 2): ``alpha * L_PLRC + (1 - alpha) * L_RAPC``; ``mode`` "plrc" / "rapc" keeps one term."""
 
+    needs_regions = True
+
     def __init__(self, model: nn.Module, cfg: Config, mode: str = "prc") -> None:
         super().__init__(model, cfg)
         if mode not in ("prc", "plrc", "rapc"):
@@ -250,6 +259,8 @@ class _FrozenLidarTeacher(PretrainMethod):
     features="decoder"), kept in eval mode, no grad, run under no_grad."""
 
     trained_parts = ("camera_backbone", "view_transform")
+    needs_images = True
+    teacher = True
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
@@ -283,6 +294,8 @@ class _FrozenLidarTeacher(PretrainMethod):
 class RegionAwareDistillation(_FrozenLidarTeacher):
     """RAD (eq. 3): projected camera features at the sampled semantic-rich points against the LiDAR features
     at the same points, every pooled region weighted equally."""
+
+    needs_regions = True
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
@@ -341,6 +354,7 @@ class BEVDistill(_DenseDistill):
     """BEVDistill-style baseline: dense feature distillation inside the pooled-region cells of the BEV map."""
 
     masked = True
+    needs_regions = True
 
 
 class VanillaDistill(_DenseDistill):
@@ -382,6 +396,7 @@ class SimIPU(PretrainMethod):
     original and an augmented view. Gradients reach both backbones."""
 
     trained_parts = ("lidar_backbone", "camera_backbone")
+    needs_images = True
 
     def __init__(self, model: nn.Module, cfg: Config) -> None:
         super().__init__(model, cfg)
@@ -432,11 +447,18 @@ METHODS: dict[str, type[PretrainMethod]] = {
 }
 
 
-def build_method(name: str, model: nn.Module, cfg: Config) -> PretrainMethod:
-    """The pre-training method ``name`` (one of ``METHODS``) around ``model``."""
+def stage_class(name: str) -> type[PretrainMethod]:
+    """The class of pre-training stage ``name``: its facts (``needs_regions``, ``needs_images``, ``teacher``)."""
     key = name.lower()
     if key not in METHODS:
         raise ValueError(f"unknown pre-training stage {name!r}: choose one of {sorted(METHODS)}")
+    return METHODS[key]
+
+
+def build_method(name: str, model: nn.Module, cfg: Config) -> PretrainMethod:
+    """The pre-training method ``name`` (one of ``METHODS``) around ``model``."""
+    key = name.lower()
+    stage_class(key)
     if key in ("prc", "plrc", "rapc"):
         return PointRegionContrast(model, cfg, mode=key)
     return METHODS[key](model, cfg)
