@@ -20,6 +20,7 @@ import numpy as np
 
 from calico.config import Config
 from calico.data.geometry import box_corners, points_in_boxes
+from calico.data.maps import cell_centres
 
 
 # ------------------------------------------------------------------------------------------ global transform
@@ -75,19 +76,14 @@ def transform_boxes(boxes: np.ndarray, a: np.ndarray) -> np.ndarray:
     return b.astype(np.float32)
 
 
-def seg_centers(size: int, seg_range: float) -> np.ndarray:
-    """Cell centres (size,) of one axis of the map grid over [-seg_range, seg_range] (as ``seg_cell_centers``)."""
-    step = 2.0 * seg_range / size
-    return -seg_range + (np.arange(size) + 0.5) * step
-
-
 def transform_map_masks(masks: np.ndarray, a: np.ndarray, seg_range: float) -> np.ndarray:
     """(K, S, S) masks resampled by nearest neighbour: out(c) = in(inv(A) c); cells from outside read 0.
 
     Rows are +y and columns +x (the BEV raster contract); only the xy part of A matters (no xy-z coupling).
     """
-    k, sy, sx = masks.shape
-    ys, xs = np.meshgrid(seg_centers(sy, seg_range), seg_centers(sx, seg_range), indexing="ij")
+    k, sy, sx = masks.shape  # square (S x S), as every map mask
+    xy = cell_centres(sx, seg_range).reshape(sy, sx, 2)
+    xs, ys = xy[..., 0], xy[..., 1]
     inv = np.linalg.inv(a)
     src_x = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 3]
     src_y = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 3]
