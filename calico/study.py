@@ -398,7 +398,6 @@ def run(args: argparse.Namespace) -> int:
     md += table(grid, results, per_class=True)
     if any(METHODS[m].stages for m in grid.methods):
         md += "\n\n" + probe_table(study, grid)
-    if any(METHODS[m].stages for m in grid.methods):
         md += ("\n\nPaired difference to the random init of the same modality (same fine-tuning seed: data order, "
                "head initialisation, augmentation), mean [95 % t-interval over seeds], points of %; "
                "* = interval above zero:\n\n" + paired_table(grid, results))
