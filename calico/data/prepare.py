@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -33,6 +34,22 @@ from calico.errors import DataError
 INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
 INDEX_JSON, INDEX_NPZ, OLD_INDEX = "index.json", "index.npz", "index.pkl"
 _LABEL = {name: i for i, name in enumerate(CLASSES)}
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, name: str, exclusive: bool):
+    """An advisory ``flock`` on ``folder/name`` for the block. Parallel jobs (``calico study --jobs``, DDP
+    ranks) share one cache: without it two processes rebuilding the index interleave their json/npz
+    replacements, and a reader between them sees an npz of the other writer. A folder where the lock file
+    cannot be created (read-only cache) runs unlocked: nobody can write the index there either."""
+    try:
+        handle = open(folder / name, "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 def open_nuscenes(dataroot: str, version: str):
@@ -321,8 +338,9 @@ def write_index(index: dict[str, Any], folder: Path) -> Path:
     try:
         np.savez(tmp_npz, **arrays)
         tmp_json.write_text(json.dumps(doc, separators=(",", ":")))
-        os.replace(tmp_npz, npz)
-        os.replace(tmp_json, out)
+        with _locked(folder, ".index.lock", exclusive=True):  # readers never see one file of each writer
+            os.replace(tmp_npz, npz)
+            os.replace(tmp_json, out)
     except OSError as exc:
         for tmp in (tmp_npz, tmp_json):
             tmp.unlink(missing_ok=True)
@@ -335,13 +353,14 @@ def read_index(folder: Path) -> dict[str, Any]:
     """Read ``index.json`` + ``index.npz`` (``allow_pickle=False``: data only, no code)."""
     path = folder / INDEX_JSON
     try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict):
-            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
-        if doc.get("format") != INDEX_FORMAT:
-            return doc
-        with np.load(folder / INDEX_NPZ, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with _locked(folder, ".index.lock", exclusive=False):
+            doc = json.loads(path.read_text())
+            if not isinstance(doc, dict):
+                raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+            if doc.get("format") != INDEX_FORMAT:
+                return doc
+            with np.load(folder / INDEX_NPZ, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
         if str(arrays.get("arrays_id")) != doc.get("arrays_id"):
             raise ValueError(f"{INDEX_NPZ} belongs to another {INDEX_JSON} (interrupted write?)")
         index = _decode(doc, arrays)
@@ -356,22 +375,33 @@ def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
     """Load ``<cache>/index.json`` (+ ``index.npz``), building it first if absent or of an old format (and
     ``auto_prepare``). An old ``index.pkl`` is never unpickled."""
     folder = cache_dir(data)
-    path = folder / INDEX_JSON
-    reason = ""
-    if not path.exists():
-        reason = (f"{folder / OLD_INDEX} is an old-format index (a pickle, not read: it could run code)"
-                  if (folder / OLD_INDEX).exists() else "no index")
-    else:
-        index = read_index(folder)
-        if index.get("format") == INDEX_FORMAT:
-            return index
-        reason = f"index format {index.get('format')} != {INDEX_FORMAT}"
+    index, reason = _current_index(folder)
+    if index is not None:
+        return index
     if not auto_prepare:
-        raise DataError(f"{reason}: run `calico prepare --dataroot ... --version ...` first", str(path))
-    if reason != "no index":
-        print(f"calico: {reason}; rebuilding it with `calico prepare`", file=sys.stderr)
-    prepare(data, progress=True)
+        raise DataError(f"{reason}: run `calico prepare --dataroot ... --version ...` first", str(folder / INDEX_JSON))
+    if Path(data.dataroot, data.version).is_dir():  # a missing dataset leaves no cache folder behind
+        folder.mkdir(parents=True, exist_ok=True)
+    # one builder at a time; whoever waited finds the index the first one wrote and does not build it again
+    with _locked(folder, ".index.build.lock", exclusive=True):
+        index, reason = _current_index(folder)
+        if index is not None:
+            return index
+        if reason != "no index":
+            print(f"calico: {reason}; rebuilding it with `calico prepare`", file=sys.stderr)
+        prepare(data, progress=True)
     return read_index(folder)
+
+
+def _current_index(folder: Path) -> tuple[dict[str, Any] | None, str]:
+    """``(index, "")`` when ``folder`` holds a current index, else ``(None, why it must be built)``."""
+    if not (folder / INDEX_JSON).exists():
+        return None, (f"{folder / OLD_INDEX} is an old-format index (a pickle, not read: it could run code)"
+                      if (folder / OLD_INDEX).exists() else "no index")
+    index = read_index(folder)
+    if index.get("format") != INDEX_FORMAT:
+        return None, f"index format {index.get('format')} != {INDEX_FORMAT}"
+    return index, ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
