@@ -59,3 +59,15 @@ def test_holdout_parts_never_hold_a_small_fraction(tmp_path):
         split_scene_names(str(tmp_path), "v", "train:other")
     with pytest.raises(DataError, match="at least 2 scenes"):
         split_scene_names(str(tmp_path), "v", "val:fit")
+
+
+def test_union_of_splits(tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "splits.json").write_text(json.dumps(
+        {"train": ["a", "b"], "val": ["c"], "unlabeled": ["d", "a"]}))
+    assert split_scene_names(str(tmp_path), "v", "train+unlabeled") == ["a", "b", "d"]
+    assert split_scene_names(str(tmp_path), "v", "unlabeled+val") == ["d", "a", "c"]
+    from calico.errors import DataError
+
+    with pytest.raises(DataError, match="unknown split 'nope'"):
+        split_scene_names(str(tmp_path), "v", "train+nope")

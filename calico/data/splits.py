@@ -70,8 +70,14 @@ def split_scene_names(dataroot: str, version: str, split: str) -> list[str]:
     """Scenes of ``split``: the dataset's own ``<version>/splits.json`` first, then official nuScenes names.
 
     ``<split>:fit`` and ``<split>:holdout`` are the two parts of ``holdout_parts`` (hyper-parameter tuning on
-    train data only: fit on ``train:fit``, score on ``train:holdout``).
+    train data only: fit on ``train:fit``, score on ``train:holdout``). ``a+b`` is the union of splits in that
+    order (e.g. ``train+unlabeled``: a pre-training pool of train and the synthetic world's unlabeled scenes).
     """
+    if "+" in split:
+        names: list[str] = []
+        for part in split.split("+"):
+            names += [n for n in split_scene_names(dataroot, version, part) if n not in names]
+        return names
     base, _, part = split.partition(":")
     if part:
         if part not in ("fit", "holdout"):
