@@ -77,7 +77,11 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
         loaded |= {name for name, part in report.parts.items() if part.loaded > 0 and name != "(other)"}
     lr_mult = pretrained_lr_mult(model, loaded, ft.pretrained_lr_mult)
     if dist.is_main():
-        print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
+        from calico.data.splits import resolve_split
+
+        named = resolve_split(cfg.data.dataroot, cfg.data.version, ft.train_split.partition(":")[0])
+        shown = repr(ft.train_split) + ("" if named == ft.train_split.partition(":")[0] else f" = {named}")
+        print(f"fine-tuning on {len(dataset)} samples (split {shown}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
     trainer = Trainer(ft, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
                       extra_state=lambda: {"model": model.state_dict(), "kind": "finetune",
