@@ -180,3 +180,32 @@ def test_finetune_init_takes_a_foreign_file(tiny_world, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "vfe.pfn_layers.0.linear.weight (32, 10) maps to lidar_backbone.pfn.linear.weight (32, 11)" in err
     assert len(err.splitlines()) == 1
+
+
+def test_mmdet3d_export_maps_a_swin_camera_backbone(tmp_path, capsys):
+    """BEVFusion's Swin-T: every timm weight lands in mmdet's layout; only mmdet's output norms (norm1..3, which
+    our FPN does not have) stay missing; patch merging computes the same after its channel reorder."""
+    swin = ["model.camera_backbone=swin_tiny_patch4_window7_224", "model.camera_max_stride=32"]
+    _, _, small = _checkpoint(tmp_path, swin, "small.pt")  # 96x256 images: timm shrinks the deep windows
+    obj, report = _export(small, "mmdet3d", tmp_path / "small.pth", capsys)
+    assert "the Swin is not mapped" in report and not any(k.startswith("img_backbone") for k in obj["state_dict"])
+    cfg, model, path = _checkpoint(tmp_path, swin + ["data.image_size=(224, 448)", "model.camera_bev_downsample=2"])
+    obj, report = _export(path, "mmdet3d", tmp_path / "swin.pth", capsys)
+    assert "layout unfold: 3 tensor(s)" in report and "layout unfold_norm: 6 tensor(s)" in report
+    theirs = MMDet3DModel(their_config(cfg, "mmdet3d", model)).eval()
+    result = theirs.load_state_dict(obj["state_dict"], strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == [f"img_backbone.norm{i}.{p}" for i in (1, 2, 3) for p in ("bias", "weight")]
+    net = model.camera_backbone.net
+    # the bias table needs no re-layout: timm's index into it is mmdet's
+    assert torch.equal(obj["state_dict"]["img_backbone.stages.2.blocks.3.attn.w_msa.relative_position_index"],
+                       theirs.img_backbone.stages[2].blocks[3].attn.w_msa.relative_position_index)
+    x = torch.randn(2, 8, 12, 96)
+    with torch.no_grad():
+        assert torch.allclose(net.layers_1.downsample(x), theirs.img_backbone.stages[0].downsample(x), atol=1e-5)
+    fresh = build_model(cfg.model, cfg.data)
+    report = load_init_any(fresh, tmp_path / "swin.pth", verbose=False)
+    back, own = fresh.state_dict(), model.state_dict()
+    swin = [k for k in own if k.startswith("camera_backbone.net.")]
+    assert report.parts["camera_backbone"].loaded == len(swin)
+    assert all(torch.allclose(back[k], own[k]) for k in swin)

@@ -73,10 +73,22 @@ def _holds(model: nn.Module, when: str, key: str) -> bool:
     if not when:
         return True
     if when == "resnet":
-        return str(model.cfg.camera_backbone).startswith("resnet")
+        return str(model.cfg.camera_backbone).startswith(when)
+    if when == "swin":
+        return str(model.cfg.camera_backbone).startswith(when) and swin_windows(model) is None
     if when == "conv_up":  # our stride-1 FPN branch is a Conv2d (a ConvTranspose2d is not one)
         return isinstance(model.get_submodule(key.rsplit(".", 1)[0]), nn.Conv2d)
     raise ValueError(f"unknown rule condition {when!r}")
+
+
+def swin_windows(model: nn.Module) -> str | None:
+    """Why our timm Swin has no mmdet counterpart, or None: timm shrinks a stage's attention window to a feature
+    map smaller than it (small images), mmdet keeps one square window for every stage."""
+    sizes = {tuple(m.window_size) for m in model.camera_backbone.net.modules() if hasattr(m, "relative_position_bias_table")}
+    if len(sizes) == 1 and len({*next(iter(sizes))}) == 1:
+        return None
+    return (f"timm fitted the Swin attention windows to these images ({', '.join(map(str, sorted(sizes)))}); mmdet's "
+            f"SwinTransformer has one square window: the Swin is not mapped (larger data.image_size keeps 7x7)")
 
 
 def build_map(model: nn.Module, fmt: str, keys: list[str] | None = None) -> tuple[list[Mapping], list[str]]:
@@ -104,12 +116,22 @@ def to_theirs(t: torch.Tensor, layout: str) -> torch.Tensor:
         return t.transpose(-1, -2).contiguous()
     if layout == "bn_eps":
         return t + (EPS["ours"] - EPS["mmdet3d_lss"])
+    if layout in ("unfold", "unfold_norm"):  # (.., [position, channel]) -> (.., [channel, position])
+        x = t.reshape(-1, 4, t.shape[-1] // 4)[:, _UNFOLD]
+        return x.transpose(1, 2).reshape(t.shape).contiguous()
     return t.clone()
+
+
+# 2x2 patch positions: timm concatenates (h0w0, h1w0, h0w1, h1w1); nn.Unfold runs (h0w0, h0w1, h1w0, h1w1)
+_UNFOLD = [0, 2, 1, 3]
 
 
 def to_ours(t: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "bn_eps":  # a variance below the eps difference cannot be represented: clamp at 0
         return (t - (EPS["ours"] - EPS["mmdet3d_lss"])).clamp(min=0)
+    if layout in ("unfold", "unfold_norm"):
+        x = t.reshape(-1, t.shape[-1] // 4, 4).transpose(1, 2)[:, _UNFOLD]
+        return x.reshape(t.shape).contiguous()
     return to_theirs(t, layout)  # the transposes are their own inverse
 
 
@@ -134,6 +156,7 @@ class ExportReport:
     unmapped: list[str] = field(default_factory=list)
     absent_parts: list[str] = field(default_factory=list)
     their_config: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         name = NAMES[self.fmt]
@@ -155,7 +178,7 @@ class ExportReport:
             lines.append(f"  not in this checkpoint: {', '.join(self.absent_parts)}")
         for module, cfg in self.their_config.items():
             lines.append(f"  {name} config {module}: {cfg}")
-        lines += [f"  note: {note}" for note in NOTES[self.fmt]]
+        lines += [f"  note: {note}" for note in self.notes + NOTES[self.fmt]]
         return "\n".join(lines)
 
 
@@ -206,12 +229,18 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out: str | Path, cfg: Con
     model = build_model(cfg.model, cfg.data)
     state = calico_state(ckpt)
     absent = _check_fits(state, model, path, cfg.name)
-    mapped, unmapped = build_map(model, fmt, list(state))
-    theirs = {m.theirs: to_theirs(state[m.ours], m.layout) for m in mapped}
+    # buffers the other side saves and we recompute (Swin's relative_position_index) come from the built model
+    derived = {n: b for n, b in model.named_buffers() if n not in model.state_dict() and n.endswith("_index")
+               and n.split(".")[0] in {k.split(".")[0] for k in state}}
+    mapped, unmapped = build_map(model, fmt, list(state) + list(derived))
+    unmapped = [k for k in unmapped if k not in derived]
+    theirs = {m.theirs: to_theirs({**state, **derived}[m.ours], m.layout) for m in mapped}
     if not theirs:
         raise CheckpointError(f"{path}: nothing in it has a {NAMES[fmt]} counterpart (parts: "
                               f"{', '.join(sorted({k.split('.')[0] for k in state}))})")
     report = ExportReport(str(path), str(out), fmt, mapped, unmapped, absent, their_config(cfg, fmt, model))
+    if fmt == "mmdet3d" and str(cfg.model.camera_backbone).startswith("swin") and "camera_backbone" not in absent:
+        report.notes = [why] if (why := swin_windows(model)) else []
     meta = {"calico": {"source": str(path), "config": cfg.to_dict(), "mapped": len(mapped),
                        "no_counterpart": unmapped}}
     obj = ({"meta": meta, "state_dict": theirs} if fmt == "mmdet3d"
@@ -227,9 +256,12 @@ def load_foreign(model: nn.Module, path: Path, obj: dict[str, Any], fmt: str, ve
     """Map a foreign checkpoint's keys back onto ``model`` and load what maps; refuses shape mismatches."""
     name = NAMES[fmt]
     theirs = foreign_state(obj)
-    mapped, _ = build_map(model, fmt)
     own = model.state_dict()
+    mapped, _ = build_map(model, fmt)
+    mapped += [m for m in build_map(model, fmt, [n for n, _ in model.named_buffers() if n not in own])[0]]
     found = [m for m in mapped if m.theirs in theirs]
+    recomputed = {m.theirs for m in found if m.ours not in own}  # e.g. Swin's relative_position_index
+    found = [m for m in found if m.ours in own]
     wrong = [m for m in found if tuple(to_ours(theirs[m.theirs], m.layout).shape) != tuple(own[m.ours].shape)]
     if wrong:
         m = wrong[0]
@@ -248,7 +280,7 @@ def load_foreign(model: nn.Module, path: Path, obj: dict[str, Any], fmt: str, ve
         keys = [k for k in own if k.startswith(part + ".")]
         report.parts[part] = PartReport(loaded=sum(k in sd for k in keys), total=len(keys),
                                         missing=[k[len(part) + 1:] for k in keys if k not in sd])
-    used = {m.theirs for m in found}
+    used = {m.theirs for m in found} | recomputed
     report.parts["(other)"] = PartReport(unexpected=[k for k in theirs if k not in used])
     if verbose:
         print(report)

@@ -61,8 +61,24 @@ def their_config(cfg: Config, fmt: str, model: nn.Module) -> dict[str, Any]:
                                      xbound=[x0, x1, (x1 - x0) / g], ybound=[y0, y1, (y1 - y0) / g],
                                      zbound=[z0, z1, z1 - z0], dbound=list(m.depth_bound),
                                      downsample=m.camera_bev_downsample)
+        from calico.interop.convert import swin_windows
+
+        if str(m.camera_backbone).startswith("swin") and swin_windows(model) is None:
+            out["img_backbone"] = swin_config(model.camera_backbone)
         if str(m.camera_backbone).startswith("resnet"):
             depth = int("".join(c for c in m.camera_backbone if c.isdigit()) or 50)
             out["img_backbone"] = dict(type="mmdet.ResNet", depth=depth,
                                        num_stages=len(model.camera_backbone.net.feature_info.reduction()) - 1)
     return out
+
+
+def swin_config(camera_backbone: nn.Module) -> dict[str, Any]:
+    """mmdet ``SwinTransformer`` settings of our timm Swin, read off its weights (stages, heads, window)."""
+    sd = camera_backbone.net.state_dict()
+    stages = sorted({int(k.split(".")[0].split("_")[1]) for k in sd if k.startswith("layers_")})
+    depths = [len({k.split(".")[2] for k in sd if k.startswith(f"layers_{i}.blocks.")}) for i in stages]
+    tables = [sd[f"layers_{i}.blocks.0.attn.relative_position_bias_table"] for i in stages]
+    window = int(round(tables[0].shape[0] ** 0.5) + 1) // 2
+    return dict(type="mmdet.SwinTransformer", embed_dims=int(sd["patch_embed.proj.weight"].shape[0]), depths=depths,
+                num_heads=[int(t.shape[1]) for t in tables], window_size=window, patch_size=4,
+                out_indices=list(camera_backbone.levels), convert_weights=False)

@@ -20,6 +20,8 @@ other framework, with this layout change. Written from reading their model code 
   relu, conv, bn, relu, ...)`` (our ``blocks.i.k.{0,1}`` is their ``blocks.i.{3k+1,3k+2}``) and
   ``deblocks[i] = Sequential(ConvTranspose2d, bn, relu)`` for every upsample stride >= 1, so our stride-1 1x1
   ``Conv2d`` becomes a 1x1 ``ConvTranspose2d``: the weight's first two dims swap.
+* mmdet's ``SwinTransformer`` (``mmdet/models/backbones/swin.py``, and its ``swin_converter`` for the
+  original repository's names): see the Swin rules below.
 
 What has no counterpart (our FPN's output conv ``neck.out``, the camera FPN, decoders, fuser, heads) is reported,
 not guessed at.
@@ -39,7 +41,8 @@ class Rule:
     """``ours`` (regex, full match) -> ``theirs`` (a template: ``{name}`` copies a captured group, ``{k*3+1}``
     computes from an integer group). ``layout``: "" (same tensor), "swap01" (1x1 Conv2d <-> 1x1
     ConvTranspose2d), "swapHW" (3x3 conv on a BEV map whose rows are x there, y here), "bn_eps" (running_var
-    shifted by the eps difference, see ``EPS``), "swapHW+bn_eps" never occurs: one change per tensor."""
+    shifted by the eps difference, see ``EPS``), "unfold" / "unfold_norm" (Swin patch merging's 4C channels,
+    position-major here, channel-major there); one change per tensor."""
 
     ours: str
     theirs: str
@@ -60,8 +63,31 @@ LIDAR_MMDET3D = [
     Rule(rf"lidar_backbone\.neck\.ups\.(?P<i>\d+)\.1\.{BN}", "pts_neck.deblocks.{i}.1.{p}"),
 ]
 
+SWIN = r"camera_backbone\.net\.layers_(?P<i>\d)\."
 CAMERA_MMDET3D = [
     Rule(r"camera_backbone\.net\.(?P<rest>(?:conv1|bn1|layer\d)\..+)", "img_backbone.{rest}", when="resnet"),
+    # timm's Swin (>= 0.9) -> mmdet's SwinTransformer: attn -> attn.w_msa, mlp.fc1/fc2 -> ffn.layers.0.0 / 1, and
+    # timm's patch merging opens stage i (layers_i.downsample) where mmdet's closes stage i - 1; its 4C channels
+    # are position-major there, channel-major (nn.Unfold) in mmdet ("unfold" layouts). relative_position_index is
+    # a persistent buffer in mmdet only: exported from our module, recomputed here on import.
+    Rule(r"camera_backbone\.net\.patch_embed\.proj\.(?P<p>weight|bias)", "img_backbone.patch_embed.projection.{p}",
+         when="swin"),
+    Rule(r"camera_backbone\.net\.patch_embed\.norm\.(?P<p>weight|bias)", "img_backbone.patch_embed.norm.{p}",
+         when="swin"),
+    Rule(SWIN + r"blocks\.(?P<j>\d+)\.attn\.(?P<rest>relative_position_bias_table|relative_position_index|"
+                r"qkv\.weight|qkv\.bias|proj\.weight|proj\.bias)", "img_backbone.stages.{i}.blocks.{j}.attn.w_msa.{rest}",
+         when="swin"),
+    Rule(SWIN + r"blocks\.(?P<j>\d+)\.(?P<n>norm1|norm2)\.(?P<p>weight|bias)", "img_backbone.stages.{i}.blocks.{j}.{n}.{p}",
+         when="swin"),
+    Rule(SWIN + r"blocks\.(?P<j>\d+)\.mlp\.fc1\.(?P<p>weight|bias)", "img_backbone.stages.{i}.blocks.{j}.ffn.layers.0.0.{p}",
+         when="swin"),
+    Rule(SWIN + r"blocks\.(?P<j>\d+)\.mlp\.fc2\.(?P<p>weight|bias)", "img_backbone.stages.{i}.blocks.{j}.ffn.layers.1.{p}",
+         when="swin"),
+    Rule(SWIN + r"downsample\.reduction\.weight", "img_backbone.stages.{i-1}.downsample.reduction.weight", "unfold",
+         when="swin"),
+    Rule(SWIN + r"downsample\.norm\.weight", "img_backbone.stages.{i-1}.downsample.norm.weight", "unfold_norm",
+         when="swin"),
+    Rule(SWIN + r"downsample\.norm\.bias", "img_backbone.stages.{i-1}.downsample.norm.bias", "unfold_norm", when="swin"),
     Rule(r"view_transform\.depthnet\.(?P<p>weight|bias)", "view_transform.depthnet.{p}"),
     Rule(r"view_transform\.bev_conv\.(?P<j>\d)\.0\.weight", "view_transform.downsample.{j*3}.weight", "swapHW"),
     Rule(r"view_transform\.bev_conv\.(?P<j>\d)\.1\.running_var", "view_transform.downsample.{j*3+1}.running_var",
@@ -98,10 +124,14 @@ NOTES = {"mmdet3d": _COMMON + ["PillarFeatureNet(legacy=False) computes the deco
                                "centres"],
          "openpcdet": _COMMON}
 
-_COMPUTED = re.compile(r"\{(?P<g>\w+)\*(?P<m>\d+)(?:\+(?P<a>\d+))?\}")
+_COMPUTED = re.compile(r"\{(?P<g>\w+)(?:\*(?P<m>\d+))?(?P<a>[+-]\d+)?\}")
 
 
 def render(template: str, groups: dict[str, str]) -> str:
-    """Fill a rule's ``theirs`` template from the regex groups (``{k*3+1}`` -> 3 k + 1)."""
-    text = _COMPUTED.sub(lambda m: str(int(groups[m["g"]]) * int(m["m"]) + int(m["a"] or 0)), template)
-    return text.format(**groups)
+    """Fill a rule's ``theirs`` template from the regex groups (``{k*3+1}`` -> 3 k + 1, ``{i-1}``)."""
+    def fill(m: re.Match) -> str:
+        if m["m"] is None and m["a"] is None:
+            return groups[m["g"]]
+        return str(int(groups[m["g"]]) * int(m["m"] or 1) + int(m["a"] or 0))
+
+    return _COMPUTED.sub(fill, template)
