@@ -209,3 +209,15 @@ def test_mmdet3d_export_maps_a_swin_camera_backbone(tmp_path, capsys):
     swin = [k for k in own if k.startswith("camera_backbone.net.")]
     assert report.parts["camera_backbone"].loaded == len(swin)
     assert all(torch.allclose(back[k], own[k]) for k in swin)
+
+
+def test_a_pretraining_checkpoint_exports_its_parts(tmp_path, capsys):
+    cfg = get_config("cpu", ["model.modality=L"])
+    model = build_model(cfg.model, cfg.data)
+    _randomise(model)
+    torch.save({"format": FORMAT, "parts": {"lidar_backbone": model.lidar_backbone.state_dict()},
+                "config": cfg.to_dict(), "stage": "prc"}, tmp_path / "prc.pt")
+    obj, report = _export(tmp_path / "prc.pt", "openpcdet", tmp_path / "prc.pth", capsys)
+    assert "not in this checkpoint: lidar_decoder, fuser, det_head, seg_head" in report
+    assert torch.equal(obj["model_state"]["backbone_2d.blocks.2.4.weight"],
+                       model.state_dict()["lidar_backbone.backbone.blocks.2.1.0.weight"])
