@@ -127,7 +127,13 @@ def test_foreign_head_weights_are_reported_not_loaded(tmp_path, capsys):
     obj["model_state"]["dense_head.conv_cls.weight"] = torch.zeros(10, 384, 1, 1)
     torch.save(obj, tmp_path / "with_head.pth")
     load_init_any(build_model(cfg.model, cfg.data), tmp_path / "with_head.pth")
-    assert "no counterpart here (1 OpenPCDet tensors): dense_head" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no counterpart here (1 OpenPCDet tensors): dense_head" in out and "exported with" not in out
+    # same shapes, another grid: loads, with a note naming the setting
+    other = get_config("cpu", ["model.modality=L", "model.voxel_size=(0.25, 0.25, 8.0)", "model.bev_size=192"])
+    load_init_any(build_model(other.model, other.data), tmp_path / "pp.pth")
+    assert "note: exported with model.voxel_size=(0.5, 0.5, 8.0) (this model: (0.25, 0.25, 8.0))" in \
+        capsys.readouterr().out
 
 
 def test_wrong_files_get_one_line_errors(tmp_path, capsys):

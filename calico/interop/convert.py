@@ -284,11 +284,38 @@ def load_foreign(model: nn.Module, path: Path, obj: dict[str, Any], fmt: str, ve
     report.parts["(other)"] = PartReport(unexpected=[k for k in theirs if k not in used])
     if verbose:
         print(report)
+        for note in _geometry_notes(obj, model):
+            print(f"  note: {note}")
         leftover = [k for k in theirs if k not in used]
         if leftover:
             heads = sorted({k.split(".")[0] for k in leftover})
             print(f"  no counterpart here ({len(leftover)} {name} tensors): {', '.join(heads)}")
     return report
+
+
+GEOMETRY = ("data.point_cloud_range", "model.voxel_size", "model.max_points_per_voxel", "data.image_size",
+            "model.depth_bound")
+
+
+def _geometry_notes(obj: dict[str, Any], model: nn.Module) -> list[str]:
+    """Settings that change what the weights mean without changing their shapes, where a calico export recorded
+    its config and it differs from this model's (a note, not a refusal: fine-tuning on another grid is allowed)."""
+    meta = obj.get("calico") or (obj.get("meta") or {}).get("calico") or {}
+    cfg = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(cfg, dict) or not hasattr(model, "cfg"):
+        return []
+    ours = {"model": model.cfg, "data": getattr(model, "data", None)}
+    notes = []
+    for key in GEOMETRY:
+        section, name = key.split(".")
+        theirs, here = cfg.get(section, {}).get(name), getattr(ours[section], name, None)
+        if theirs is None or here is None:
+            continue
+        if (list(theirs) if isinstance(theirs, (list, tuple)) else theirs) != \
+                (list(here) if isinstance(here, (list, tuple)) else here):
+            notes.append(f"exported with {key}={tuple(theirs) if isinstance(theirs, list) else theirs} "
+                         f"(this model: {here})")
+    return notes
 
 
 def load_init_any(model: nn.Module, path: str | Path, verbose: bool = True, partial: bool = False) -> InitReport:
