@@ -189,3 +189,13 @@ def test_test_version_writes_the_submission_only(tmp_path):
     assert sum(len(v) for v in sub["results"].values()) == sum(len(r["gt_boxes"]) for r in ds.records)
     assert not (tmp_path / "eval" / "metrics_summary.json").exists()
     assert "v1.0-test has no annotations" in (tmp_path / "eval" / "metrics.md").read_text()
+    # `calico evaluate --split val` on v1.0-test: val is test there; the submission, no metrics file
+    from calico.engine.checkpoint import FORMAT
+    from calico.models import build_model
+
+    cfg.model.modality = "L"
+    torch.save({"format": FORMAT, "model": build_model(cfg.model, cfg.data).state_dict(), "config": cfg.to_dict()},
+               tmp_path / "last.pt")
+    assert main(["evaluate", "--ckpt", str(tmp_path / "last.pt"), "--dataroot", cfg.data.dataroot, "--split", "val",
+                 "--set", "data.num_workers=0", "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "results_nusc.json").exists() and not (tmp_path / "cli" / "metrics_summary.json").exists()
