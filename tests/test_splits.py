@@ -15,6 +15,7 @@ from calico.data.splits import (
     official_split_scenes,
     split_scene_names,
 )
+from calico.errors import DataError
 
 
 def test_nested_deterministic_and_order_free():
@@ -71,3 +72,27 @@ def test_union_of_splits(tmp_path):
 
     with pytest.raises(DataError, match="unknown split 'nope'"):
         split_scene_names(str(tmp_path), "v", "train+nope")
+
+
+def test_split_names_are_roles_each_version_names(tmp_path):
+    from nuscenes.utils.splits import create_splits_scenes
+
+    from calico.data.splits import resolve_split
+
+    official = create_splits_scenes()
+    root = str(tmp_path)
+    assert resolve_split(root, "v1.0-mini", "train") == "mini_train"
+    assert split_scene_names(root, "v1.0-mini", "val") == official["mini_val"]
+    # mini_train is not inside train: falling through to the official list would move 2 of its scenes to val
+    assert not set(official["mini_train"]) <= set(official["train"])
+    assert split_scene_names(root, "v1.0-trainval", "train") == official["train"]
+    assert resolve_split(root, "v1.0-test", "val") == "test"
+    assert resolve_split(root, "v1.0-mini", "mini_val") == "mini_val"  # explicit names still work
+    # a dataset's own splits.json wins over the version's names
+    (tmp_path / "v1.0-mini").mkdir()
+    (tmp_path / "v1.0-mini" / "splits.json").write_text('{"train": ["a"], "val": ["b"]}')
+    assert resolve_split(root, "v1.0-mini", "train") == "train"
+    assert split_scene_names(root, "v1.0-mini", "val") == ["b"]
+    (tmp_path / "v1.0-mini" / "splits.json").write_text('{"train": "a"}')
+    with pytest.raises(DataError, match="splits.json: expected a JSON object of"):
+        split_scene_names(root, "v1.0-mini", "train")

@@ -404,6 +404,43 @@ def _current_index(folder: Path) -> tuple[dict[str, Any] | None, str]:
     return index, ""
 
 
+def split_lines(records: list[dict[str, Any]], dataroot: str, version: str) -> list[str]:
+    """What ``calico prepare`` says about splits: each split's scenes and keyframes in this index (the names a
+    config uses in brackets when the version renames them), scenes in no split, and an empty or missing val."""
+    from calico.data.splits import dataset_splits, has_annotations, split_scene_names
+
+    per_scene: dict[str, int] = {}
+    for r in records:
+        per_scene[r["scene_name"]] = per_scene.get(r["scene_name"], 0) + 1
+    roles: dict[str, list[str]] = {}
+    for name, resolved in dataset_splits(dataroot, version).items():
+        roles.setdefault(resolved, []).append(name)
+    if not roles:
+        return [f"splits: none ({version} is not a nuScenes version and has no {version}/splits.json): use "
+                "`calico pretrain --split all`; fine-tuning and evaluation need a splits.json"]
+    lines, covered, counts = ["splits:"], set(), {}
+    for resolved, names in roles.items():
+        scenes = [s for s in split_scene_names(dataroot, version, names[0]) if s in per_scene]
+        covered |= set(scenes)
+        counts[resolved] = sum(per_scene[s] for s in scenes)
+        alias = [n for n in names if n != resolved]
+        label = resolved + (f" ({', '.join(alias)})" if alias else "")
+        lines.append(f"  {label}: {len(scenes)} scenes, {counts[resolved]} keyframes")
+    rest = [s for s in per_scene if s not in covered]
+    if rest:
+        lines.append(f"  in no split: {len(rest)} scenes, {sum(per_scene[s] for s in rest)} keyframes")
+    val = dataset_splits(dataroot, version).get("val")
+    if val is None:
+        lines.append("note: no 'val' split: fine-tuning skips its evaluation; pass `calico evaluate --split` a "
+                     "split this dataset has")
+    elif not counts.get(val):
+        lines.append(f"note: the val split ({val}) has no keyframe in this dataset: fine-tuning skips its "
+                     "evaluation and `calico evaluate --split val` has nothing to score")
+    if not has_annotations(version):
+        lines.append(f"note: {version} has no annotations: `calico evaluate` writes the submission file only")
+    return lines
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder")
     parser.add_argument("--version", default="v1.0-trainval", help="table folder, e.g. v1.0-mini")
@@ -435,4 +472,5 @@ def run(args: argparse.Namespace) -> int:
               "(keyframes-only copy?); the loader uses the sweeps present")
     if "map_masks" in index:
         print(f"map masks: {index['map_masks']}")
+    print("\n".join(split_lines(recs, args.dataroot, args.version)))
     return 0
