@@ -101,7 +101,7 @@ def test_full_demo_plan_pretrains_on_the_pool_and_pairs_seeds(tmp_path):
     assert pre == ["pretrain/pointcontrast-s0", "pretrain/prc-s0"]
     for name in pre:
         argv = jobs[name].argv
-        assert "--fraction" not in argv and "--split" not in argv  # calico pretrain's default: all of train
+        assert "--fraction" not in argv and argv[argv.index("--split") + 1] == "train"  # all of train, unlabeled
         assert f"pretrain.max_steps={size.pretrain_steps}" in argv
     cells = [n for n in jobs if n.startswith("finetune/")]
     assert len(cells) == len(LIDAR_ARMS) * size.seeds
