@@ -11,6 +11,8 @@ they read PointPillars' map. Paper preset: 0.075 x 0.075 x 0.2 m voxels, 1440 x 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
@@ -21,23 +23,44 @@ from calico.models.voxelize import grid_shape, voxelize
 
 
 def _import_spconv():
+    """``spconv.pytorch``, with the two CPU fixes below applied once (a hard dependency of this backbone only)."""
     try:
         import spconv.pytorch as spconv
         import spconv.pytorch.ops as ops
     except ImportError as exc:  # optional extra
         raise RuntimeError("model.lidar_backbone='voxelnet' needs the spconv package "
                            "(pip install calico-bev[extras])") from exc
-    # spconv 2.3.x's backward of a sparse conv asks torch.cuda for the current stream *before* it branches to
-    # its CPU gather-mm-scatter path (which never uses the stream); without a CUDA driver that raises. On such
-    # a machine hand it 0 instead: only the CPU path can run there. tests/test_models_voxelnet.py checks the
-    # patched CPU gradients against a dense Conv3d.
-    if not torch.cuda.is_available() and not getattr(ops.get_current_stream, "calico_cpu", False):
-        def no_stream() -> int:
-            return 0
-
-        no_stream.calico_cpu = True  # type: ignore[attr-defined]
-        ops.get_current_stream = no_stream
+    if not getattr(ops, "calico_patched", False):
+        _patch_spconv_cpu(ops)
     return spconv
+
+
+def _one_thread_on_cpu(fn):
+    """Run spconv's CPU gather-mm-scatter conv with one intra-op thread: with two or more torch threads,
+    spconv 2.3.8's CPU ``indice_conv`` / ``indice_conv_backward`` return wrong features and input gradients
+    (off by O(1) against a dense Conv3d, measured; tests/test_models_voxelnet.py checks it at 2 threads)."""
+    @functools.wraps(fn)
+    def wrapper(features: torch.Tensor, *args, **kwargs):
+        n = torch.get_num_threads()
+        if features.is_cuda or n == 1:
+            return fn(features, *args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return fn(features, *args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+    return wrapper
+
+
+def _patch_spconv_cpu(ops) -> None:
+    """Make spconv 2.3.x's CPU sparse convs usable (both are checked against dense convs by the tests)."""
+    ops.indice_conv = _one_thread_on_cpu(ops.indice_conv)
+    ops.indice_conv_backward = _one_thread_on_cpu(ops.indice_conv_backward)
+    # the backward asks torch.cuda for the current stream *before* it branches to its CPU path (which never uses
+    # the stream); without a CUDA driver that raises, so there the stream is 0: only the CPU path can run
+    if not torch.cuda.is_available():
+        ops.get_current_stream = lambda: 0
+    ops.calico_patched = True
 
 
 def conv_out_size(n: int, kernel: int, stride: int, padding: int) -> int:
