@@ -125,14 +125,17 @@ class SparseEncoder(nn.Module):
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor, batch_size: int) -> torch.Tensor:
         spconv = _import_spconv()
-        x = spconv.SparseConvTensor(features, coords.int(), self.spatial_shape, batch_size)
-        x = self.conv_input(x)
-        for i, blocks in enumerate(self.blocks):
-            for block in blocks:
-                x = block(x)
-            if i < len(self.downs):
-                x = self.downs[i](x)
-        dense = self.conv_out(x).dense()  # (B, C, D, H, W), H along +y, W along +x
+        # fp32 even under AMP: spconv 2.3.8 has no bf16 kernels (its tensor bridge raises on bfloat16), and the
+        # engine's "auto" AMP picks bf16; the dense parts after the encoder still run under autocast
+        with torch.autocast(features.device.type, enabled=False):
+            x = spconv.SparseConvTensor(features.float(), coords.int(), self.spatial_shape, batch_size)
+            x = self.conv_input(x)
+            for i, blocks in enumerate(self.blocks):
+                for block in blocks:
+                    x = block(x)
+                if i < len(self.downs):
+                    x = self.downs[i](x)
+            dense = self.conv_out(x).dense()  # (B, C, D, H, W), H along +y, W along +x
         B, C, D, H, W = dense.shape
         return dense.reshape(B, C * D, H, W)
 
