@@ -60,6 +60,30 @@ def test_encode_decode_round_trip():
     assert torch.allclose(det["boxes"], boxes.flip(0), atol=1e-5)
 
 
+def test_loss_matches_queries_to_boxes_by_centre_and_class():
+    """Queries 0 and 1 predict GT boxes 1 and 0 exactly (query 2 is far from both): the matching inside the loss
+    pairs them crosswise, so the box L1 is exactly 0 and only the matched class logits are targets."""
+    head = _head("cpu", TINY)
+    gt = torch.tensor([[3.2, -7.9, -0.4, 1.9, 4.5, 1.6, 0.7, 1.5, -0.5],
+                       [-20.1, 11.3, 0.2, 0.6, 0.8, 1.7, -2.9, 0.0, 0.3]])
+    labels = torch.tensor([CLASSES.index("car"), CLASSES.index("pedestrian")])
+    far = gt[:1].clone()
+    far[0, :2] = torch.tensor([20.0, 20.0])
+    enc = head.encode(torch.cat([gt[1:], gt[:1], far]))  # (3 queries, 10)
+    preds = {name: enc[:, sum(c for _, c in REG_OUTPUTS[:i]):][:, :ch].t()[None].clone().requires_grad_(True)
+             for i, (name, ch) in enumerate(REG_OUTPUTS)}
+    nc = len(head.classes)
+    cls = torch.full((1, nc, 3), -8.0)
+    cls[0, head.classes.index(int(labels[1])), 0] = 8.0
+    cls[0, head.classes.index(int(labels[0])), 1] = 8.0
+    preds.update(cls=cls.requires_grad_(True), heatmap=torch.zeros(1, nc, head.size, head.size, requires_grad=True))
+    total, stats = head.loss([preds], [gt], [labels])
+    assert stats["det/loc"] == pytest.approx(0.0, abs=1e-5)
+    assert stats["det/cls"] < 1e-3  # matched queries say their class, the unmatched one says none
+    total.backward()
+    assert preds["center"].grad[0, :, 2].abs().sum() == 0  # the unmatched query gets no box gradient
+
+
 @pytest.mark.parametrize("preset,extra,size", [("cpu", [], 96), ("paper", [], 180)])
 def test_head_shapes_loss_decode_on_preset_grids(preset, extra, size):
     """Forward / loss / decode of the head alone on each preset's fused-map size (random fused features)."""
