@@ -10,6 +10,8 @@ their error), rewritten after each combination; the exit status is 1 when any co
 
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --modalities L,L+C --steps 3
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu,paper --tasks prc,rad --steps 3
+    PYTHONPATH=$PWD python benchmarks/bench_models.py --configs cpu --modalities L --tasks finetune,prc \
+        --lidar-backbones pointpillars,voxelnet --det-heads centerpoint,transfusion --steps 3   # issue 16's parts
     PYTHONPATH=$PWD python benchmarks/bench_models.py --configs paper --tasks finetune,prc,rad --device cuda \
         --amp off,bf16 --steps 10 --json bench.json   # benchmarks/gpu_check.sh
 """
@@ -33,7 +35,9 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    cfg = get_config(spec["config"], [f"model.modality={spec['modality']}"])
+    cfg = get_config(spec["config"], [f"model.modality={spec['modality']}",
+                                      f"model.lidar_backbone={spec.get('lidar_backbone', 'pointpillars')}",
+                                      f"model.det_head={spec.get('det_head', 'centerpoint')}"])
     device = torch.device(spec["device"])
     model = build_model(cfg.model, cfg.data).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -94,6 +98,9 @@ def main() -> int:
     ap.add_argument("--configs", default="cpu,paper")
     ap.add_argument("--modalities", default="L,L+C")
     ap.add_argument("--tasks", default="finetune", help="finetune and/or pre-training stages, e.g. prc,rad")
+    ap.add_argument("--lidar-backbones", default="pointpillars", help="model.lidar_backbone values, e.g. "
+                    "pointpillars,voxelnet")
+    ap.add_argument("--det-heads", default="centerpoint", help="model.det_head values, e.g. centerpoint,transfusion")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 = one-core numbers)")
@@ -107,15 +114,21 @@ def main() -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     rows, failed = [], []
-    combos = [(t, c, m, a) for t in args.tasks.split(",") for c in args.configs.split(",")
-              for m in (args.modalities.split(",") if t == "finetune" else ["L+C"]) for a in args.amp.split(",")]
-    for task, config, modality, amp in combos:
+    combos = [(t, c, m, a, lb, dh) for t in args.tasks.split(",") for c in args.configs.split(",")
+              for m in (args.modalities.split(",") if t == "finetune" else ["L+C"]) for a in args.amp.split(",")
+              for lb in args.lidar_backbones.split(",")
+              for dh in (args.det_heads.split(",") if t == "finetune" else args.det_heads.split(",")[:1])]  # PRC: no head
+    # the parts columns appear when a run names other parts than the defaults (older tables stay comparable)
+    parts_col = (args.lidar_backbones, args.det_heads) != ("pointpillars", "centerpoint")
+    for task, config, modality, amp, lb, dh in combos:
         spec = {"task": task, "config": config, "modality": modality, "steps": args.steps, "device": args.device,
                 "threads": args.threads, "batch_size": args.batch_size or (2 if config == "cpu" else 1),
                 "points": 20000 if config == "cpu" else 250000}
         if amp != "off":  # the worker's default; an fp32-only run passes the same spec as before --amp existed
             spec["amp"] = amp
-        name = f"{task}/{config}/{modality}/amp={amp}"
+        if parts_col:
+            spec.update(lidar_backbone=lb, det_head=dh)
+        name = f"{task}/{config}/{modality}/amp={amp}" + (f"/{lb}+{dh}" if parts_col else "")
         try:
             proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                                   capture_output=True, text=True, timeout=args.timeout or None)
@@ -132,11 +145,13 @@ def main() -> int:
                 json.dump({"argv": sys.argv[1:], "rows": rows, "failed": failed}, f, indent=1)
     print(f"`PYTHONPATH=$PWD python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`\n")
     amp_col = args.amp != "off"  # the table of an fp32-only run is unchanged
-    print("| step | config | modality | device |" + (" amp |" if amp_col else "") + " threads | batch | points/sample "
-          "| params | step (s) | samples/s | peak MB |")
-    print("|---|---|---|---|" + ("---|" if amp_col else "") + "---:|---:|---:|---:|---:|---:|---:|")
+    print("| step | config | modality |" + (" LiDAR backbone | det head |" if parts_col else "") + " device |"
+          + (" amp |" if amp_col else "") + " threads | batch | points/sample | params | step (s) | samples/s | peak MB |")
+    print("|---|---|---|" + ("---|---|" if parts_col else "") + "---|" + ("---|" if amp_col else "")
+          + "---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['task']} | {r['config']} | {r['modality']} | {r['device']} |"
+        print(f"| {r['task']} | {r['config']} | {r['modality']} |"
+              + (f" {r['lidar_backbone']} | {r['det_head']} |" if parts_col else "") + f" {r['device']} |"
               + (f" {r['amp']} |" if amp_col else "")
               + f" {r['threads']} | {r['batch_size']} | "
               f"{r['points']} | {r['params']:,} | {r['step_s']:.{2 if r['device'] == 'cpu' else 4}f} | {r['samples_s']:.2f} | {r['peak_mb']:.0f} |")

@@ -98,6 +98,14 @@ class ModelConfig:
     backbone_channels: tuple[int, ...] = (64, 128, 256)
     neck_channels: tuple[int, ...] = (128, 128, 128)  # per level after upsampling to the first level
     lidar_channels: int = 256  # F^LiDAR channels
+    # LiDAR branch (VoxelNet, lidar_backbone="voxelnet"): BEVFusion's mean-VFE voxels and SECOND-style sparse
+    # encoder (0.075 m voxels over the range: 1440 -> 180 cells through 3 stride-2 stages; 41 z cells -> 2)
+    sparse_voxel_size: tuple[float, float, float] = (0.075, 0.075, 0.2)
+    sparse_max_points_per_voxel: int = 10
+    sparse_max_voxels: int = 120000  # per sample (BEVFusion's training value)
+    sparse_channels: tuple[int, ...] = (16, 32, 64, 128)  # per stage; a stride-2 sparse conv between stages
+    sparse_blocks: int = 2  # residual submanifold blocks per stage
+    sparse_out_channels: int = 128  # F^LiDAR = this x the z cells left, then a 1x1 conv if != lidar_channels
     # camera branch
     camera_backbone: str = "swin_tiny_patch4_window7_224"  # any timm name; resnet50 / resnet18 also used
     camera_pretrained: bool = False  # ImageNet weights are opt-in (no download at run time)
@@ -141,6 +149,16 @@ class ModelConfig:
     nms_radius: tuple[float, ...] = (4.0, 12.0, 10.0, 1.0, 0.85, 0.175)
     nms_pre_max: int = 1000  # top-k candidates per task before circle NMS
     nms_post_max: int = 83  # kept per task after circle NMS
+    # TransFusion head (det_head="transfusion", BEVFusion's nuScenes settings): top-K heatmap queries, one
+    # decoder layer, Hungarian matching with cost tf_cls_cost * focal + tf_reg_cost * L1(BEV centre / range);
+    # box L1 reuses code_weights and bbox_loss_weight, classes are the union of `tasks`
+    tf_hidden: int = 128
+    tf_proposals: int = 200
+    tf_heads: int = 8
+    tf_ffn: int = 256
+    tf_dropout: float = 0.1
+    tf_cls_cost: float = 0.15
+    tf_reg_cost: float = 0.25
 
 
 SCHEDULES = ("cyclic", "onecycle", "constant")
@@ -248,6 +266,15 @@ CPU_OVERRIDES: dict[str, Any] = {
     "model.backbone_channels": (32, 64, 64),
     "model.neck_channels": (32, 32, 32),
     "model.lidar_channels": 64,
+    "model.sparse_voxel_size": (0.25, 0.25, 0.4),  # 384 x 384 x 21 voxels, two stride-2 stages -> 96 cells
+    "model.sparse_max_voxels": 30000,
+    "model.sparse_channels": (8, 16, 32),
+    "model.sparse_blocks": 1,
+    "model.sparse_out_channels": 32,
+    "model.tf_hidden": 32,
+    "model.tf_proposals": 50,
+    "model.tf_heads": 4,
+    "model.tf_ffn": 64,
     "model.camera_backbone": "resnet18",
     "model.camera_max_stride": 16,
     "model.camera_neck_channels": 64,
@@ -475,14 +502,20 @@ def validate_config(cfg: Config) -> Config:
     choice(m + "seg_loss", ("focal", "bce"))
     choice(m + "nms", ("circle", "maxpool"))
     seq(m + "voxel_size", 3, positive=True)
+    seq(m + "sparse_voxel_size", 3, positive=True)
+    seq(m + "sparse_channels", None, integer=True, positive=True)
     db = cfg.model.depth_bound
     if seq(m + "depth_bound", 3, positive=True) and not db[0] < db[1]:
         bad(m + "depth_bound", db, "(start, stop, step) with 0 < start < stop and step > 0")
     for key in ("max_points_per_voxel", "max_voxels", "pfn_channels", "lidar_channels", "camera_neck_channels",
                 "camera_channels", "camera_bev_downsample", "bev_size", "decoder_channels", "head_channels",
                 "seg_size", "camera_max_stride", "camera_feat_stride", "max_detections", "nms_pre_max",
-                "nms_post_max"):
+                "nms_post_max", "sparse_max_points_per_voxel", "sparse_max_voxels", "sparse_blocks",
+                "sparse_out_channels", "tf_hidden", "tf_proposals", "tf_heads", "tf_ffn"):
         num(m + key, 1, integer=True)
+    num(m + "tf_dropout", 0, 1, hi_open=True)
+    num(m + "tf_cls_cost", 0)
+    num(m + "tf_reg_cost", 0)
     num(m + "decoder_layers", 0, integer=True)
     num(m + "min_radius", 0, integer=True)
     num(m + "bn_momentum", 0, 1)

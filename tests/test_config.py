@@ -40,6 +40,10 @@ def test_build_model_picks_parts_by_config_keys():
     cfg = get_config("cpu", ["model.modality=L", "model.with_seg=false"])
     model = build_model(cfg.model, cfg.data)
     assert isinstance(model.lidar_backbone, LIDAR_BACKBONES["pointpillars"]) and isinstance(model.det_head, CenterHead)
-    cfg.model.lidar_backbone = "voxelnet"
-    with pytest.raises(ValueError, match="model.lidar_backbone='voxelnet'.*pointpillars"):
+    cfg.model.lidar_backbone, cfg.model.det_head = "voxelnet", "transfusion"  # issue 16's parts
+    model = build_model(cfg.model, cfg.data)
+    assert type(model.lidar_backbone).__name__ == "VoxelNetBackbone"
+    assert type(model.det_head).__name__ == "TransFusionHead"
+    cfg.model.lidar_backbone = "pointnet"
+    with pytest.raises(ValueError, match="model.lidar_backbone='pointnet'.*pointpillars.*voxelnet"):
         build_model(cfg.model, cfg.data)

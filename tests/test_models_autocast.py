@@ -48,9 +48,15 @@ def test_resample_bev_of_a_bf16_map_is_float32():
     torch.testing.assert_close(out[0, 0, 0], x + 48 - 0.5, atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("task,modality", [("finetune", "L+C"), ("prc", "L"), ("rad", "L+C")])
-def test_step_under_cpu_bf16_autocast_matches_fp32(task, modality):
-    module, batch = setup(task, modality, extra=TINY, num_points=2000)
+FIG4 = ["model.lidar_backbone=voxelnet", "model.det_head=transfusion"]
+
+
+@pytest.mark.parametrize("task,modality,parts", [("finetune", "L+C", []), ("prc", "L", []), ("rad", "L+C", []),
+                                                 ("finetune", "L", FIG4), ("prc", "L", FIG4)])
+def test_step_under_cpu_bf16_autocast_matches_fp32(task, modality, parts):
+    """... also with the sparse VoxelNet (its spconv encoder runs fp32 under autocast: no bf16 kernels) and the
+    TransFusion head."""
+    module, batch = setup(task, modality, extra=[*TINY, *parts], num_points=2000)
     fp32, ok32 = loss_and_grads(module, batch, bf16=False)
     bf16, ok16 = loss_and_grads(module, batch, bf16=True)
     assert ok32 and ok16, (fp32, bf16)

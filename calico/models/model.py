@@ -16,12 +16,14 @@ from calico.models.centerpoint import CenterHead
 from calico.models.decoders import BEVDecoder, ConvFuser
 from calico.models.pointpillars import PointPillarsBackbone
 from calico.models.seg_head import SegHead
+from calico.models.transfusion import TransFusionHead
+from calico.models.voxelnet import VoxelNetBackbone
 
-# the named choices per kind of part, picked by model.lidar_backbone / view_transform / det_head; add e.g. a
-# sparse VoxelNet to LIDAR_BACKBONES (batch in, BEV map out) and select it with --set model.lidar_backbone=...
-LIDAR_BACKBONES = {"pointpillars": PointPillarsBackbone}
+# the named choices per kind of part, picked by model.lidar_backbone / view_transform / det_head (a LiDAR
+# backbone: batch in, BEV map out; a det head: fused map in, loss / decode as CenterHead)
+LIDAR_BACKBONES = {"pointpillars": PointPillarsBackbone, "voxelnet": VoxelNetBackbone}
 VIEW_TRANSFORMS = {"lss": LSSTransform}
-DET_HEADS = {"centerpoint": CenterHead}
+DET_HEADS = {"centerpoint": CenterHead, "transfusion": TransFusionHead}
 CHOICES = {"lidar_backbone": LIDAR_BACKBONES, "view_transform": VIEW_TRANSFORMS, "det_head": DET_HEADS}
 PART_NAMES = ("lidar_backbone", "camera_backbone", "view_transform", "lidar_decoder", "camera_decoder",
               "fuser", "det_head", "seg_head")
