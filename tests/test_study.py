@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from calico import study
-from calico.study import GRIDS, METHODS, Grid, Study, table
+from calico.apps import study
+from calico.apps.study import GRIDS, METHODS, Grid, Study, table
 
 
 def test_grids_use_known_methods_and_stages():

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from calico.apps.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of  # noqa: F401 (re-exported)
 from calico.config import CLASSES, MAP_CLASSES
 from calico.errors import CalicoError
 from calico.eval.stats import paired_difference, summarize
-from calico.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of  # noqa: F401 (re-exported)
 from calico.pretrain.methods import stage_class
 from calico.utils.cliargs import add_set_argument
 
@@ -405,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
     (out / f"{args.grid}.json").write_text(json.dumps(
         {m: {str(f): r for f, r in fr.items()} for m, fr in results.items()}, indent=1))
     if grid.task == "det" and len(grid.fractions) > 1:
-        from calico.report import plot_label_efficiency
+        from calico.apps.report import plot_label_efficiency
 
         plot_label_efficiency(grid, results, out / f"{args.grid}_label_efficiency.png", metric="mAP")
     print(md)
