@@ -76,6 +76,10 @@ def demo_world(root: Path, seed: int, size: DemoSize) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No --config / --set / --dataroot / --version / --cache-dir (calico.utils.cliargs.add_data_arguments): the demo
+    makes its own dataset (the synthetic world in --out, derived files in its default cache) and runs one fixed
+    protocol (cpu preset, SIZES, DEMO_LR); changing them would no longer be the demo whose budget and report this
+    module states. The same pipeline on other data or settings is ``calico study``, which takes all five."""
     parser.add_argument("--out", default="work/demo", help="folder for the world, runs and the report")
     parser.add_argument("--seed", type=int, default=0, help="world and pre-training seed; first fine-tuning seed")
     parser.add_argument("--quick", action="store_true", help="a tiny world and a few steps: CI's smoke test")
