@@ -13,7 +13,12 @@ Runs the same small, fixed-seed pipeline with each checkout's own code (``python
    ``cpu`` preset); the two runs' config.json are compared too (a key only B has is listed with its value, not
    counted as a difference: a new option whose default keeps the old behaviour).
 
-Usage (about 4 min of CPU on the 2-core machine)::
+4. with ``--demo``: ``calico demo --quick`` (its own world, pre-training, 6 fine-tuning cells, probe, report) with
+   each checkout: every checkpoint's tensors, every cell's metrics, the probe and report.md (but its timing line).
+   About 4 min more per checkout; meaningful only between checkouts with the same demo protocol (the demo was
+   redesigned after e53b9a2: b5ab4e2 changed its steps and lr).
+
+Usage (about 4 min of CPU on the 2-core machine, without --demo)::
 
     git worktree add --detach /tmp/base e53b9a2
     OMP_NUM_THREADS=1 python benchmarks/check_outputs_unchanged.py /tmp/base . --work /tmp/outputs_check
@@ -89,7 +94,57 @@ def run_checkout(checkout: Path, work: Path, world_a: Path | None, args) -> dict
                       "--out", str(run), "--fraction", "1.0", "--modality", "L", "--seed", "0",
                       "--max-steps", str(args.steps), "--set", f"data.cache_dir={wcache}", "finetune.log_every=1",
                       "finetune.batch_size=2", "finetune.epochs=100", "model.with_seg=false"], log)
-    return {"world": world, "regions": cache / "regions", "run": run}
+    out = {"world": world, "regions": cache / "regions", "run": run}
+    if args.demo:
+        shutil.rmtree(work / "demo", ignore_errors=True)
+        calico(checkout, ["demo", "--quick", "--out", str(work / "demo")], log)
+        out["demo"] = work / "demo"
+    return out
+
+
+def _tensors(obj, prefix: str = "") -> dict:
+    """Every tensor in a checkpoint (nested dicts / lists), by path."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
+    out = {}
+    for k, v in items:
+        out.update(_tensors(v, f"{prefix}/{k}"))
+    return out
+
+
+def compare_demo(a: Path, b: Path) -> list[str]:
+    import torch
+
+    diffs = []
+    ckpts = sorted(str(p.relative_to(a)) for p in a.rglob("last.pt") if "world" not in p.parts)
+    n = 0
+    for rel in ckpts:
+        if not (b / rel).is_file():
+            diffs.append(f"demo: {rel} missing in B")
+            continue
+        ta = _tensors(torch.load(a / rel, map_location="cpu", weights_only=True))
+        tb = _tensors(torch.load(b / rel, map_location="cpu", weights_only=True))
+        n += len(ta)
+        if set(ta) != set(tb) or any(not torch.equal(ta[k], tb[k]) for k in ta):
+            diffs.append(f"demo: {rel} weights differ")
+    jsons = sorted(str(p.relative_to(a)) for p in a.rglob("*.json") if p.name in ("metrics.json", "lidar.json",
+                                                                                 "results_nusc.json", "camera.json"))
+    for rel in jsons:
+        if not (b / rel).is_file() or _no_times(json.loads((a / rel).read_text())) != \
+                _no_times(json.loads((b / rel).read_text())):
+            diffs.append(f"demo: {rel} differs")
+    reports = [sorted(p.rglob("report.md")) for p in (a, b)]
+    if not reports[0] or not reports[1]:
+        diffs.append("demo: no report.md")
+    else:
+        ra, rb = ([ln for ln in r[0].read_text().splitlines() if not ln.startswith("Produced by")] for r in reports)
+        if ra != rb:
+            diffs.append("demo: report.md differs: " + "; ".join(x for x, y in zip(ra, rb) if x != y)[:500])
+    print(f"demo: {len(ckpts)} checkpoints ({n} tensors), {len(jsons)} metrics/probe/box files and report.md compared")
+    return diffs
 
 
 def files_of(root: Path, skip: str = ".calico") -> dict[str, Path]:
@@ -195,6 +250,7 @@ def main() -> int:
     p.add_argument("--dataroot", type=Path, default=SCENE_0916, help="real nuScenes-format slice for pooling")
     p.add_argument("--keyframes", type=int, default=4, help="keyframes pooled")
     p.add_argument("--steps", type=int, default=6, help="fine-tuning steps")
+    p.add_argument("--demo", action="store_true", help="also `calico demo --quick` with each (about 4 min more each)")
     args = p.parse_args()
     a, b = args.a.resolve(), args.b.resolve()
     names = (f"A {a} @ {which_code(a)}", f"B {b} @ {which_code(b)}")
@@ -204,6 +260,8 @@ def main() -> int:
     out_a = run_checkout(a, args.work / "A", None, args)
     out_b = run_checkout(b, args.work / "B", out_a["world"], args)
     diffs = compare(out_a, out_b, names)
+    if args.demo:
+        diffs += compare_demo(out_a["demo"], out_b["demo"])
     print(f"{time.perf_counter() - t:.0f} s in all")
     if diffs:
         print("DIFFERENT:\n" + "\n".join(diffs))
