@@ -7,7 +7,7 @@ Runs the same small, fixed-seed pipeline with each checkout's own code (``python
 2. ``calico prepare`` + ``calico pool`` on the first ``--keyframes`` keyframes of a real nuScenes slice
    (default ``../shared/data/nuscenes-scene-0916``, read-only: each checkout gets its own ``--cache-dir``); the
    region label of every point.
-3. ``calico finetune`` (LiDAR-only detection, ``cpu`` preset, seed 0, ``--max-steps``) on checkout A's world,
+3. ``calico finetune`` (LiDAR-only detection + map segmentation, ``cpu`` preset, seed 0, ``--max-steps``) on A's world,
    logging every step, then its evaluation on the val split: every logged loss, every weight of the final
    checkpoint, every predicted box (results_nusc.json) and metric. Both run the same command line (their own
    ``cpu`` preset); the two runs' config.json are compared too (a key only B has is listed with its value, not
@@ -93,7 +93,7 @@ def run_checkout(checkout: Path, work: Path, world_a: Path | None, args) -> dict
     calico(checkout, ["finetune", "--config", "cpu", "--dataroot", str(ft_world), "--version", "v1.0-synth",
                       "--out", str(run), "--fraction", "1.0", "--modality", "L", "--seed", "0",
                       "--max-steps", str(args.steps), "--set", f"data.cache_dir={wcache}", "finetune.log_every=1",
-                      "finetune.batch_size=2", "finetune.epochs=100", "model.with_seg=false"], log)
+                      "finetune.batch_size=2", "finetune.epochs=100"], log)
     out = {"world": world, "regions": cache / "regions", "run": run}
     if args.demo:
         shutil.rmtree(work / "demo", ignore_errors=True)
@@ -226,7 +226,7 @@ def compare(a: dict, b: dict, names: tuple[str, str]) -> list[str]:
         ja = _no_times(json.loads((a["run"] / rel).read_text()))
         jb = _no_times(json.loads((b["run"] / rel).read_text())) if (b["run"] / rel).is_file() else None
         if rel.endswith("metrics.json"):
-            print(f"evaluation ({rel}): mAP {ja.get('mAP')} NDS {ja.get('NDS')}")
+            print(f"evaluation ({rel}): mAP {ja.get('mAP')} NDS {ja.get('NDS')} mIoU {ja.get('mIoU')}")
         if ja != jb:
             keys = sorted(k for k in set(ja) | set(jb or {}) if (jb or {}).get(k) != ja.get(k))
             diffs.append(f"evaluation: {rel} differs in {keys[:10]}")
