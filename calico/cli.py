@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("calico.apps.study", "the paper's grids (methods x fractions x seeds), aggregated"),
     "probe": ("calico.eval.probe", "linear probe on frozen BEV features of a checkpoint"),
     "robustness": ("calico.robustness.cli", "corruptions, spoofing, sensor dropout, calibration errors"),
+    "show": ("calico.apps.show", "draw one sample: BEV points, GT / predicted boxes, pooled regions, six cameras"),
+    "export": ("calico.interop.cli", "write a checkpoint's LiDAR / camera branch for mmdetection3d or OpenPCDet"),
 }
 
 

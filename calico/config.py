@@ -210,8 +210,10 @@ class AugmentConfig:
 @dataclass
 class FinetuneConfig(TrainConfig):
     fraction: float = 1.0
-    train_split: str = "train"  # split the label fraction is drawn from (v1.0-mini: "mini_train")
-    val_split: str = "val"  # evaluated after training when it exists (v1.0-mini: "mini_val")
+    # split names are roles each version names its own way (calico.data.splits.VERSION_SPLITS: v1.0-mini's train
+    # is mini_train, val mini_val); a dataset's <version>/splits.json wins
+    train_split: str = "train"  # split the label fraction is drawn from
+    val_split: str = "val"  # evaluated after training when it exists
     # lr multiplier of the model parts loaded from --init (1: one lr for all, the paper's AdamW); < 1 keeps a
     # pre-trained backbone close to what pre-training learnt while the random heads train at the full lr
     pretrained_lr_mult: float = 1.0

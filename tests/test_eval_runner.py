@@ -167,3 +167,35 @@ def test_top_k_keeps_the_best_boxes():
     assert s.tolist() == pytest.approx([0.9, 0.5]) and lab.tolist() == [1, 2] and b[0, 0] == 9
     b, s, lab = top_k({k: v.numpy() for k, v in det.items()}, 5)
     assert len(s) == 3 and isinstance(b, np.ndarray)
+
+
+def test_test_version_writes_the_submission_only(tmp_path):
+    """v1.0-test has no annotations: no metrics, no devkit scoring, every sample in results_nusc.json."""
+    from calico.data.dataset import NuScenesDataset
+    from calico.data.prepare import prepare
+    from calico.data.synth import generate
+
+    generate(tmp_path / "data", scenes=2, samples_per_scene=2, sweeps=0, image_size=(16, 28), version="v1.0-test",
+             progress=False)
+    cfg = get_config("cpu", ["data.load_images=false", "data.sweeps=0", "model.with_seg=false"])
+    cfg.data.dataroot, cfg.data.version = str(tmp_path / "data"), "v1.0-test"
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    prepare(cfg.data, progress=False)
+    ds = NuScenesDataset(cfg, split=None, with_regions=False)
+    flat = run_evaluation(Oracle(), cfg, None, tmp_path / "eval", dataset=ds, progress=False)
+    assert flat == {"num_samples": 4.0}
+    sub = json.loads((tmp_path / "eval" / "results_nusc.json").read_text())
+    assert set(sub["results"]) == {r["token"] for r in ds.records} and sub["meta"]["use_lidar"]
+    assert sum(len(v) for v in sub["results"].values()) == sum(len(r["gt_boxes"]) for r in ds.records)
+    assert not (tmp_path / "eval" / "metrics_summary.json").exists()
+    assert "v1.0-test has no annotations" in (tmp_path / "eval" / "metrics.md").read_text()
+    # `calico evaluate --split val` on v1.0-test: val is test there; the submission, no metrics file
+    from calico.engine.checkpoint import FORMAT
+    from calico.models import build_model
+
+    cfg.model.modality = "L"
+    torch.save({"format": FORMAT, "model": build_model(cfg.model, cfg.data).state_dict(), "config": cfg.to_dict()},
+               tmp_path / "last.pt")
+    assert main(["evaluate", "--ckpt", str(tmp_path / "last.pt"), "--dataroot", cfg.data.dataroot, "--split", "val",
+                 "--set", "data.num_workers=0", "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "results_nusc.json").exists() and not (tmp_path / "cli" / "metrics_summary.json").exists()

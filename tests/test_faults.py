@@ -549,3 +549,46 @@ def test_out_in_a_read_only_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_bytes", refuse)
     with pytest.raises(CalicoError, match=r"^--out .*ro: cannot create or write this folder \(Permission denied\)$"):
         writable_dir(tmp_path / "ro")
+
+
+def _load_index_in_child(cfg_data, queue):  # module level: picklable for multiprocessing
+    from calico.data.prepare import load_index
+
+    try:
+        queue.put(("ok", load_index(cfg_data)["path"]))
+    except Exception as exc:  # noqa: BLE001 - the parent asserts on it
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def test_parallel_jobs_build_the_index_once(world, tmp_path, monkeypatch):
+    """`calico study --jobs 2` starts two runs on a cache with a stale index: both used to rebuild it at once,
+    and one read an index.npz of the other writer ('belongs to another index.json'). Now one builds, the
+    others wait and read what it wrote."""
+    import json
+    import multiprocessing as mp
+
+    import calico.data.prepare as prep
+    from calico.config import get_config
+
+    cache = _cache(world, tmp_path)
+    (cache / "index.json").write_text(json.dumps({"format": 1}))  # stale: every job wants to rebuild
+    cfg = get_config("cpu", [f"data.dataroot={world[0]}", "data.version=v1.0-synth", f"data.cache_dir={cache}"])
+    builds, real_prepare = tmp_path / "builds.txt", prep.prepare
+
+    def counted_prepare(*args, **kwargs):  # inherited by the forked children
+        with open(builds, "a") as fh:
+            fh.write("build\n")
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(prep, "prepare", counted_prepare)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_load_index_in_child, args=(cfg.data, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(kind == "ok" for kind, _ in results), results
+    assert builds.read_text().count("build") == 1
+    assert prep.read_index(cache)["format"] == prep.INDEX_FORMAT

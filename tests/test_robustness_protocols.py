@@ -445,3 +445,55 @@ def test_snow_focal_correction_and_echo_rule():
         hit[name] = float((out[:, 0] != 40.0).mean())
         assert (out[:, 0] <= 40.0).all() and (out[:, 0] >= R.SNOW_SENSOR["r_min"] - 1e-4).all()
     assert hit["dim"] > 0.3 and hit["bright"] < hit["dim"] / 2
+
+
+def test_paper_protocol_parts_fractions_and_results(tmp_path, monkeypatch, capsys):
+    """--protocol paper: nuScenes-C fog / snow / motion blur (the Robo3D streams, so equal to --protocol robo3d
+    for those names), the spoofing part by --suite, a note when the checkpoint's label fraction is not the
+    paper's, CE against a baseline, and one robustness.json with both parts."""
+    import argparse
+    from types import SimpleNamespace
+
+    from calico.errors import CalicoError
+    from calico.robustness import cli, suite
+    from calico.robustness.suite import PerturbedDataset
+
+    assert [p.name for p in P.protocol_plan("paper")] == [
+        f"robo3d/{c}/{s}" for c in ("fog", "snow", "motion_blur") for s in (1, 2, 3)]
+    assert P.protocol_plan("paper")[4].rng(7).random() == P.protocol_plan("robo3d")[7].rng(7).random()  # snow/2
+    base = [sample_with_images(k) for k in range(3)]
+
+    def evaluate(pert, out_dir):
+        ds = PerturbedDataset(base, pert)
+        n = np.mean([len(ds[i]["points"]) for i in range(len(ds))])
+        return {"NDS": float(n / 3000.0), "mAP": float(n / 6000.0)}
+
+    evaluate.dataset = SimpleNamespace(load_images=False)
+    monkeypatch.setattr(cli, "make_evaluator", lambda model, cfg, split: evaluate)
+    monkeypatch.setattr("calico.data.dataset.NuScenesDataset", lambda cfg, split, with_regions: base)
+    spoof_calls = []
+    monkeypatch.setattr(suite, "run_spoofing", lambda *a, **k: spoof_calls.append(a[3]) or
+                        {"60": {"asr": 0.5, "frames": 2}, "100": {"asr": 1.0, "frames": 2}})
+    cfg = SimpleNamespace(finetune=SimpleNamespace(fraction=0.1))
+
+    def args(suite_name, out, baseline=None):
+        return argparse.Namespace(protocol="paper", suite=suite_name, config=None, ckpt="k.pt", label="",
+                                  split="val", seed=0, corruptions=None, severities=None, lidar_beams=32,
+                                  lidar_elevation=(-30.67, 10.67), baseline=baseline, score_thr=0.3,
+                                  max_frames=None, device="cpu")
+
+    assert cli.run_protocol_cli(args("corruptions", tmp_path / "rand"), None, cfg, tmp_path / "rand") == 0
+    assert "note" not in capsys.readouterr().out  # a 10 % model is what the paper corrupts
+    assert cli.run_protocol_cli(args("all", tmp_path / "cal", str(tmp_path / "rand")), None, cfg,
+                                tmp_path / "cal") == 0
+    out = capsys.readouterr().out
+    assert "fine-tuned with 50% of the labels; k.pt was fine-tuned with 10%" in out and "| 60 | 50.0 % | 2 |" in out
+    res = json.loads((tmp_path / "cal" / "robustness.json").read_text())
+    assert res["protocol"] == "paper" and set(res["scores"]) == {"fog", "snow", "motion_blur"}
+    assert res["metrics"]["NDS"]["mCE"] == pytest.approx(1.0)  # against a model that scores the same
+    assert res["spoofing"]["100"]["asr"] == 1.0 and spoof_calls == [(60, 100, 200)]
+    assert res["paper_fractions"] == {"corruptions": 0.1, "spoofing": 0.5} and res["finetune_fraction"] == 0.1
+    assert cli.run_protocol_cli(args("spoofing", tmp_path / "sp"), None, cfg, tmp_path / "sp") == 0
+    assert "scores" not in json.loads((tmp_path / "sp" / "robustness.json").read_text())
+    with pytest.raises(CalicoError, match="--protocol paper has the parts"):
+        cli.run_protocol_cli(args("dropout", tmp_path / "x"), None, cfg, tmp_path / "x")

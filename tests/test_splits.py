@@ -15,6 +15,7 @@ from calico.data.splits import (
     official_split_scenes,
     split_scene_names,
 )
+from calico.errors import DataError
 
 
 def test_nested_deterministic_and_order_free():
@@ -59,3 +60,39 @@ def test_holdout_parts_never_hold_a_small_fraction(tmp_path):
         split_scene_names(str(tmp_path), "v", "train:other")
     with pytest.raises(DataError, match="at least 2 scenes"):
         split_scene_names(str(tmp_path), "v", "val:fit")
+
+
+def test_union_of_splits(tmp_path):
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "splits.json").write_text(json.dumps(
+        {"train": ["a", "b"], "val": ["c"], "unlabeled": ["d", "a"]}))
+    assert split_scene_names(str(tmp_path), "v", "train+unlabeled") == ["a", "b", "d"]
+    assert split_scene_names(str(tmp_path), "v", "unlabeled+val") == ["d", "a", "c"]
+    from calico.errors import DataError
+
+    with pytest.raises(DataError, match="unknown split 'nope'"):
+        split_scene_names(str(tmp_path), "v", "train+nope")
+
+
+def test_split_names_are_roles_each_version_names(tmp_path):
+    from nuscenes.utils.splits import create_splits_scenes
+
+    from calico.data.splits import resolve_split
+
+    official = create_splits_scenes()
+    root = str(tmp_path)
+    assert resolve_split(root, "v1.0-mini", "train") == "mini_train"
+    assert split_scene_names(root, "v1.0-mini", "val") == official["mini_val"]
+    # mini_train is not inside train: falling through to the official list would move 2 of its scenes to val
+    assert not set(official["mini_train"]) <= set(official["train"])
+    assert split_scene_names(root, "v1.0-trainval", "train") == official["train"]
+    assert resolve_split(root, "v1.0-test", "val") == "test"
+    assert resolve_split(root, "v1.0-mini", "mini_val") == "mini_val"  # explicit names still work
+    # a dataset's own splits.json wins over the version's names
+    (tmp_path / "v1.0-mini").mkdir()
+    (tmp_path / "v1.0-mini" / "splits.json").write_text('{"train": ["a"], "val": ["b"]}')
+    assert resolve_split(root, "v1.0-mini", "train") == "train"
+    assert split_scene_names(root, "v1.0-mini", "val") == ["b"]
+    (tmp_path / "v1.0-mini" / "splits.json").write_text('{"train": "a"}')
+    with pytest.raises(DataError, match="splits.json: expected a JSON object of"):
+        split_scene_names(root, "v1.0-mini", "train")

@@ -22,6 +22,17 @@ def test_grids_use_known_methods_and_stages():
         assert all(stage in STAGES for stage, _ in m.stages)
 
 
+def test_lidar_stages_pretrain_on_the_lidar_split(tmp_path):
+    """--lidar-pretrain-split reaches the stages without images, with the split in the run's folder name
+    (a resumed study never reuses a pre-training of another pool); RAD reads images and stays on train."""
+    s = Study(tmp_path, "cpu", "D", "v", (0,), [], lidar_pretrain_split="train+unlabeled")
+    jobs = {j.name: j for j in s.plan(Grid("g", ("calico",), (0.1,)))}
+    prc, rad = jobs["pretrain/prc@train+unlabeled-s0"].argv, jobs["pretrain/prc@train+unlabeled+rad-s0"].argv
+    assert prc[prc.index("--split") + 1] == "train+unlabeled" and rad[rad.index("--split") + 1] == "train"
+    plain = Study(tmp_path, "cpu", "D", "v", (0,), [])
+    assert "pretrain/prc-s0" in {j.name for j in plain.plan(Grid("g", ("prc",), (0.1,)))}
+
+
 def test_table_mean_and_std_over_seeds():
     grid = Grid("t", ("rand_l", "prc"), (0.05,))
     results = {"rand_l": {0.05: [{"NDS": 0.30, "mAP": 0.20}, {"NDS": 0.34, "mAP": 0.22}]},

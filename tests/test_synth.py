@@ -240,3 +240,27 @@ def test_primitive_intersections_hand_checked():
     t = intersect_cylinders(np.array([0, 4.0, 3.0]), np.array([[0, 0, -1.0]]), np.array([[0.0, 4.0, 0.0]]),
                             np.array([1.0]), np.array([1.0]))
     np.testing.assert_allclose(t[0, 0], 2.0)
+
+
+def test_unlabeled_scenes_are_a_separate_small_image_pool(tmp_path, capsys):
+    """`--unlabeled-scenes`: extra scenes in a split of their own with small images; the labeled scenes,
+    their splits and their LiDAR files are what the same world without them has."""
+    from PIL import Image
+
+    kw = dict(scenes=2, samples_per_scene=1, sweeps=0, image_size=(40, 72), progress=False)
+    generate(tmp_path / "base", **kw)
+    summary = generate(tmp_path / "pool", unlabeled_scenes=1, unlabeled_image_size=(16, 28), **kw)
+    base = json.loads((tmp_path / "base" / "v1.0-synth" / "splits.json").read_text())
+    pool = json.loads((tmp_path / "pool" / "v1.0-synth" / "splits.json").read_text())
+    assert pool == {**base, "unlabeled": ["scene-0003"]} and summary["scenes"] == 3
+    lidar = sorted((tmp_path / "base" / "samples" / "LIDAR_TOP").iterdir())
+    assert all((tmp_path / "pool" / "samples" / "LIDAR_TOP" / p.name).read_bytes() == p.read_bytes() for p in lidar)
+    sizes = {Image.open(p).size for p in (tmp_path / "pool" / "samples" / "CAM_FRONT").iterdir()}
+    assert sizes == {(72, 40), (28, 16)}
+    from calico.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "cli"), "--scenes", "2", "--samples-per-scene", "1",
+                 "--sweeps", "0", "--image-size", "16", "28", "--unlabeled-scenes", "1", "--no-progress"]) == 0
+    assert "unlabeled 1" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unlabeled_scenes"):
+        generate(tmp_path / "bad", unlabeled_scenes=-1, **kw)

@@ -13,7 +13,7 @@ from calico.config import CLASSES, Config
 from calico.data.geometry import box_corners
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +49,7 @@ def pca_rgb(fmap: torch.Tensor) -> np.ndarray:
 
 def feature_maps_figure(cfg: Config, batch: dict, panels: dict[str, str | None], out: Path) -> Path:
     """F^LiDAR and F^Camera of one sample for each (label -> checkpoint or None for random init)."""
-    plt = _plt()
+    plt = pyplot()
     with torch.no_grad():
         feats = {label: _model(cfg, ckpt).extract(batch) for label, ckpt in panels.items()}
     keys = [k for k in ("lidar_bev", "camera_bev") if any(f.get(k) is not None for f in feats.values())]
@@ -75,41 +75,62 @@ def feature_maps_figure(cfg: Config, batch: dict, panels: dict[str, str | None],
 def detections_figure(cfg: Config, ckpt: str, sample: dict, batch: dict, out: Path, score: float = 0.3,
                       camera: int = 0) -> Path:
     """Predicted boxes (score >= ``score``, red) and GT (green) in BEV and projected into one camera."""
-    plt = _plt()
-    with torch.no_grad():
-        model = _model(cfg, ckpt)
-        det = model.decode(model(batch))[0]
-    keep = det["scores"] >= score
-    pred = det["boxes"][keep].numpy()
-    labels = det["labels"][keep].numpy()
+    plt = pyplot()
+    pred, labels = predict(_model(cfg, ckpt), batch, score)
     gt = np.asarray(sample["gt_boxes"])
     fig, (ax, axc) = plt.subplots(1, 2, figsize=(16, 7), gridspec_kw={"width_ratios": [1, 1.4]})
-    pts = sample["points"]
-    ax.scatter(pts[:, 0], pts[:, 1], s=0.15, c="#999999", linewidths=0)
-    for boxes, colour in ((gt, "g"), (pred, "r")):
-        for b in boxes:
-            c = box_corners(b)
-            ax.plot(c[:, 0], c[:, 1], colour + "-", lw=0.8)
-    r = cfg.data.point_cloud_range
-    ax.set_xlim(r[0], r[3])
-    ax.set_ylim(r[1], r[4])
-    ax.set_aspect("equal")
+    draw_bev(ax, sample["points"], cfg.data.point_cloud_range, gt, pred)
     ax.set_title(f"BEV: {len(pred)} detections (red, score ≥ {score}) vs {len(gt)} GT boxes (green)")
     if "images" in sample:
-        img = sample["images"][camera]
-        axc.imshow(img)
-        m = np.asarray(sample["lidar2img"][camera])
-        for boxes, colour, names in ((gt, "g", None), (pred, "r", labels)):
-            for j, b in enumerate(boxes):
-                _draw_box(axc, b, m, colour, img.shape, CLASSES[names[j]] if names is not None else None)
-        axc.set_xlim(0, img.shape[1])
-        axc.set_ylim(img.shape[0], 0)
-        axc.set_title(f"{cfg.data.cameras[camera]}")
+        draw_camera(axc, sample, camera, cfg.data.cameras[camera], gt, pred, labels)
     axc.axis("off")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def predict(model, batch: dict, score: float) -> tuple[np.ndarray, np.ndarray]:
+    """The model's boxes (K, 9) with score >= ``score`` and their class ids, for the first sample of ``batch``."""
+    with torch.no_grad():
+        det = model.decode(model(batch))[0]
+    keep = det["scores"] >= score
+    return det["boxes"][keep].numpy(), det["labels"][keep].numpy()
+
+
+def draw_bev(ax, points: np.ndarray, pc_range, gt: np.ndarray, pred: np.ndarray | None = None,
+             regions: np.ndarray | None = None) -> None:
+    """LiDAR points in BEV (grey, or a colour per pooled region when ``regions``), GT green, predictions red."""
+    if regions is None:
+        ax.scatter(points[:, 0], points[:, 1], s=0.15, c="#999999", linewidths=0)
+    else:
+        from calico.pooling.plot import region_colours
+
+        less = regions < 0  # semantic-less points stay grey, as in `calico pool --plot`
+        ax.scatter(points[less, 0], points[less, 1], s=0.15, c="#b0b0b0", linewidths=0)
+        ax.scatter(points[~less, 0], points[~less, 1], s=0.6, c=region_colours(regions)[regions[~less]],
+                   linewidths=0)
+    for boxes, colour in ((gt, "g"), (pred if pred is not None else np.zeros((0, 9)), "r")):
+        for b in boxes:
+            c = box_corners(b)
+            ax.plot(c[:, 0], c[:, 1], colour + "-", lw=0.8)
+    ax.set_xlim(pc_range[0], pc_range[3])
+    ax.set_ylim(pc_range[1], pc_range[4])
+    ax.set_aspect("equal")
+
+
+def draw_camera(ax, sample: dict, camera: int, name: str, gt: np.ndarray, pred: np.ndarray | None = None,
+                labels: np.ndarray | None = None) -> None:
+    """Camera ``camera`` of a sample dict with the GT (green) and predicted (red, class names) boxes projected."""
+    img = sample["images"][camera]
+    ax.imshow(img)
+    m = np.asarray(sample["lidar2img"][camera])
+    for boxes, colour, names in ((gt, "g", None), (pred if pred is not None else np.zeros((0, 9)), "r", labels)):
+        for j, b in enumerate(boxes):
+            _draw_box(ax, b, m, colour, img.shape, CLASSES[names[j]] if names is not None else None)
+    ax.set_xlim(0, img.shape[1])
+    ax.set_ylim(img.shape[0], 0)
+    ax.set_title(name, fontsize=8)
 
 
 def _draw_box(ax, box: np.ndarray, lidar2img: np.ndarray, colour: str, shape, label: str | None) -> None:
@@ -155,12 +176,12 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, out: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     return out
 
 
 def training_curves_figure(runs: dict[str, Path], out: Path, title: str) -> Path:
-    fig, ax = _plt().subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for label, run in runs.items():
         steps, loss = read_loss_curve(run)
         if len(steps):
@@ -174,7 +195,7 @@ def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -
     from calico.apps.grids import METHODS
     from calico.eval.stats import summarize
 
-    fig, ax = _plt().subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for name in grid.methods:
         fr = sorted(results.get(name, {}))
         if not fr:
@@ -196,7 +217,7 @@ def paired_seeds_figure(grid, results: dict, out: Path, metric: str = "mAP") -> 
 
     fraction = grid.fractions[0]
     names = [m for m in grid.methods if results.get(m, {}).get(fraction)]
-    fig, (ax, axd) = _plt().subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, (ax, axd) = pyplot().subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.3, 1]})
     seeds = sorted({r["seed"] for m in names for r in results[m][fraction]})
     for s in seeds:
         xs, ys = [], []
@@ -234,5 +255,5 @@ def paired_seeds_figure(grid, results: dict, out: Path, metric: str = "mAP") -> 
     axd.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     return out

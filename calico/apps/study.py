@@ -123,12 +123,14 @@ class Study:
                  overrides: list[str], pretrain_overrides: list[str] | None = None,
                  finetune_overrides: list[str] | None = None, stage_overrides: dict[str, list[str]] | None = None,
                  pretrain_seed: int | None = None, method_overrides: dict[str, list[str]] | None = None,
-                 cache_dir: str | None = None):
+                 lidar_pretrain_split: str = "train", cache_dir: str | None = None):
         """``overrides`` go to every run, ``pretrain_overrides`` / ``finetune_overrides`` to every run of that
         kind, ``stage_overrides[stage]`` to the pre-training runs of one stage (applied last),
         ``method_overrides[method]`` to that method's fine-tuning runs (its tuned settings).
         ``pretrain_seed``: every fine-tuning seed starts from the pre-training run of this seed (one
-        pre-training per method, as a paper's checkpoint); None: one pre-training per seed. ``cache_dir``: the
+        pre-training per method, as a paper's checkpoint); None: one pre-training per seed.
+        ``lidar_pretrain_split``: what stages without images pre-train on (e.g. ``train+unlabeled``, the
+        synthetic world's LiDAR-heavy pool); stages that read images stay on ``train``. ``cache_dir``: the
         runs' ``--cache-dir`` (None: each command's default)."""
         self.out, self.config, self.dataroot, self.version = Path(out), config, dataroot, version
         self.cache_dir = cache_dir
@@ -138,6 +140,10 @@ class Study:
         self.stage_over = dict(stage_overrides or {})
         self.pretrain_seed = pretrain_seed
         self.method_over = dict(method_overrides or {})
+        self.lidar_split = lidar_pretrain_split
+
+    def _pretrain_split(self, stage: str) -> str:
+        return "train" if stage_class(stage).needs_images else self.lidar_split
 
     def _common(self) -> list[str]:
         return ["--config", self.config, "--dataroot", self.dataroot, "--version", self.version,
@@ -149,7 +155,10 @@ class Study:
         if not stages:
             return None
         seed = seed if self.pretrain_seed is None else self.pretrain_seed
-        chain = "+".join(stage + "".join(f"[{s}]" for s in sets) for stage, sets in stages)
+        # the split is in the name when it is not train: a resumed study never reuses another pool's run
+        chain = "+".join(stage + "".join(f"[{s}]" for s in sets)
+                         + ("" if self._pretrain_split(stage) == "train" else f"@{self._pretrain_split(stage)}")
+                         for stage, sets in stages)
         return self.out / "pretrain" / f"{chain}-s{seed}"
 
     def cell_dir(self, name: str, fraction: float, seed: int) -> Path:
@@ -172,7 +181,8 @@ class Study:
                     run = self.pretrain_dir(method, seed, k + 1)
                     key = f"pretrain/{run.name}"
                     if key not in jobs:
-                        argv = ["pretrain", "--stage", stage, *self._common(), "--out", str(run), "--seed", str(seed)]
+                        argv = ["pretrain", "--stage", stage, *self._common(), "--out", str(run), "--seed", str(seed),
+                                "--split", self._pretrain_split(stage)]
                         if prev is not None:
                             argv += ["--init", str(prev / "last.pt")]
                         sets_all = [*self.overrides, *self.pre_over, *self.stage_over.get(stage, []), *sets]
@@ -365,6 +375,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", action="store_true",
                         help="first pick each method's fine-tuning lr setting on train:fit -> train:holdout "
                              "(study.TUNE_CANDIDATES, first fraction, first seed), then run the grid with it")
+    parser.add_argument("--lidar-pretrain-split", default="train",
+                        help="what pre-training stages without images use (e.g. train+unlabeled: a world made by "
+                             "`calico synth --unlabeled-scenes N`); stages that read images stay on train")
     parser.add_argument("--world-scenes", type=int, default=0,
                         help="scenes of the generated synthetic world (default: 40 for --grid efficiency, else 8)")
     parser.add_argument("--jobs", type=int, default=1,
@@ -395,7 +408,8 @@ def run(args: argparse.Namespace) -> int:
         scenes = args.world_scenes or (40 if args.grid == "efficiency" else STUDY_WORLD["scenes"])
         ensure_world(Path(dataroot), {**STUDY_WORLD, "scenes": scenes, "seed": 0})
     study = Study(out, config, dataroot, version, tuple(args.seeds), args.set, args.pretrain_set,
-                  args.finetune_set, pretrain_seed=args.pretrain_seed, cache_dir=args.cache_dir)
+                  args.finetune_set, pretrain_seed=args.pretrain_seed,
+                  lidar_pretrain_split=args.lidar_pretrain_split, cache_dir=args.cache_dir)
     md = f"## {grid.title}\n\nCommand: `calico {' '.join(sys.argv[1:])}` (folder {out})\n\n"
     if args.tune:
         run_jobs(study.plan(grid, tune=True), args.jobs, out / "logs", args.threads)

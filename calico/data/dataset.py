@@ -102,6 +102,15 @@ class NuScenesDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def index_of(self, sample: str) -> int:
+        """The position of a sample given by token or by index; KeyError with a user-facing message."""
+        tokens = [r["token"] for r in self.records]
+        if sample in tokens:
+            return tokens.index(sample)
+        if sample.isdigit() and int(sample) < len(tokens):
+            return int(sample)
+        raise KeyError(f"{sample!r}: not a sample token or index (0..{len(tokens) - 1})")
+
     # -- points ---------------------------------------------------------------------------------------
     def load_points(self, i: int) -> np.ndarray:
         """(P, 5) float32 ``x, y, z, intensity, dt``: keyframe + up to ``sweeps`` earlier sweeps, ego-cropped."""

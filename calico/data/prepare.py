@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -34,6 +35,22 @@ from calico.utils.cliargs import DEFAULT_CONFIG, add_data_arguments, data_overri
 INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
 INDEX_JSON, INDEX_NPZ, OLD_INDEX = "index.json", "index.npz", "index.pkl"
 _LABEL = {name: i for i, name in enumerate(CLASSES)}
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, name: str, exclusive: bool):
+    """An advisory ``flock`` on ``folder/name`` for the block. Parallel jobs (``calico study --jobs``, DDP
+    ranks) share one cache: without it two processes rebuilding the index interleave their json/npz
+    replacements, and a reader between them sees an npz of the other writer. A folder where the lock file
+    cannot be created (read-only cache) runs unlocked: nobody can write the index there either."""
+    try:
+        handle = open(folder / name, "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 def open_nuscenes(dataroot: str, version: str):
@@ -322,8 +339,9 @@ def write_index(index: dict[str, Any], folder: Path) -> Path:
     try:
         np.savez(tmp_npz, **arrays)
         tmp_json.write_text(json.dumps(doc, separators=(",", ":")))
-        os.replace(tmp_npz, npz)
-        os.replace(tmp_json, out)
+        with _locked(folder, ".index.lock", exclusive=True):  # readers never see one file of each writer
+            os.replace(tmp_npz, npz)
+            os.replace(tmp_json, out)
     except OSError as exc:
         for tmp in (tmp_npz, tmp_json):
             tmp.unlink(missing_ok=True)
@@ -336,13 +354,14 @@ def read_index(folder: Path) -> dict[str, Any]:
     """Read ``index.json`` + ``index.npz`` (``allow_pickle=False``: data only, no code)."""
     path = folder / INDEX_JSON
     try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict):
-            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
-        if doc.get("format") != INDEX_FORMAT:
-            return doc
-        with np.load(folder / INDEX_NPZ, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with _locked(folder, ".index.lock", exclusive=False):
+            doc = json.loads(path.read_text())
+            if not isinstance(doc, dict):
+                raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+            if doc.get("format") != INDEX_FORMAT:
+                return doc
+            with np.load(folder / INDEX_NPZ, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
         if str(arrays.get("arrays_id")) != doc.get("arrays_id"):
             raise ValueError(f"{INDEX_NPZ} belongs to another {INDEX_JSON} (interrupted write?)")
         index = _decode(doc, arrays)
@@ -357,22 +376,70 @@ def load_index(data: DataConfig, auto_prepare: bool = True) -> dict[str, Any]:
     """Load ``<cache>/index.json`` (+ ``index.npz``), building it first if absent or of an old format (and
     ``auto_prepare``). An old ``index.pkl`` is never unpickled."""
     folder = cache_dir(data)
-    path = folder / INDEX_JSON
-    reason = ""
-    if not path.exists():
-        reason = (f"{folder / OLD_INDEX} is an old-format index (a pickle, not read: it could run code)"
-                  if (folder / OLD_INDEX).exists() else "no index")
-    else:
-        index = read_index(folder)
-        if index.get("format") == INDEX_FORMAT:
-            return index
-        reason = f"index format {index.get('format')} != {INDEX_FORMAT}"
+    index, reason = _current_index(folder)
+    if index is not None:
+        return index
     if not auto_prepare:
-        raise DataError(f"{reason}: run `calico prepare --dataroot ... --version ...` first", str(path))
-    if reason != "no index":
-        print(f"calico: {reason}; rebuilding it with `calico prepare`", file=sys.stderr)
-    prepare(data, progress=True)
+        raise DataError(f"{reason}: run `calico prepare --dataroot ... --version ...` first", str(folder / INDEX_JSON))
+    if Path(data.dataroot, data.version).is_dir():  # a missing dataset leaves no cache folder behind
+        folder.mkdir(parents=True, exist_ok=True)
+    # one builder at a time; whoever waited finds the index the first one wrote and does not build it again
+    with _locked(folder, ".index.build.lock", exclusive=True):
+        index, reason = _current_index(folder)
+        if index is not None:
+            return index
+        if reason != "no index":
+            print(f"calico: {reason}; rebuilding it with `calico prepare`", file=sys.stderr)
+        prepare(data, progress=True)
     return read_index(folder)
+
+
+def _current_index(folder: Path) -> tuple[dict[str, Any] | None, str]:
+    """``(index, "")`` when ``folder`` holds a current index, else ``(None, why it must be built)``."""
+    if not (folder / INDEX_JSON).exists():
+        return None, (f"{folder / OLD_INDEX} is an old-format index (a pickle, not read: it could run code)"
+                      if (folder / OLD_INDEX).exists() else "no index")
+    index = read_index(folder)
+    if index.get("format") != INDEX_FORMAT:
+        return None, f"index format {index.get('format')} != {INDEX_FORMAT}"
+    return index, ""
+
+
+def split_lines(records: list[dict[str, Any]], dataroot: str, version: str) -> list[str]:
+    """What ``calico prepare`` says about splits: each split's scenes and keyframes in this index (the names a
+    config uses in brackets when the version renames them), scenes in no split, and an empty or missing val."""
+    from calico.data.splits import dataset_splits, has_annotations, split_scene_names
+
+    per_scene: dict[str, int] = {}
+    for r in records:
+        per_scene[r["scene_name"]] = per_scene.get(r["scene_name"], 0) + 1
+    roles: dict[str, list[str]] = {}
+    for name, resolved in dataset_splits(dataroot, version).items():
+        roles.setdefault(resolved, []).append(name)
+    if not roles:
+        return [f"splits: none ({version} is not a nuScenes version and has no {version}/splits.json): use "
+                "`calico pretrain --split all`; fine-tuning and evaluation need a splits.json"]
+    lines, covered, counts = ["splits:"], set(), {}
+    for resolved, names in roles.items():
+        scenes = [s for s in split_scene_names(dataroot, version, names[0]) if s in per_scene]
+        covered |= set(scenes)
+        counts[resolved] = sum(per_scene[s] for s in scenes)
+        alias = [n for n in names if n != resolved]
+        label = resolved + (f" ({', '.join(alias)})" if alias else "")
+        lines.append(f"  {label}: {len(scenes)} scenes, {counts[resolved]} keyframes")
+    rest = [s for s in per_scene if s not in covered]
+    if rest:
+        lines.append(f"  in no split: {len(rest)} scenes, {sum(per_scene[s] for s in rest)} keyframes")
+    val = dataset_splits(dataroot, version).get("val")
+    if val is None:
+        lines.append("note: no 'val' split: fine-tuning skips its evaluation; pass `calico evaluate --split` a "
+                     "split this dataset has")
+    elif not counts.get(val):
+        lines.append(f"note: the val split ({val}) has no keyframe in this dataset: fine-tuning skips its "
+                     "evaluation and `calico evaluate --split val` has nothing to score")
+    if not has_annotations(version):
+        lines.append(f"note: {version} has no annotations: `calico evaluate` writes the submission file only")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -409,4 +476,5 @@ def run(args: argparse.Namespace) -> int:
               "(keyframes-only copy?); the loader uses the sweeps present")
     if "map_masks" in index:
         print(f"map masks: {index['map_masks']}")
+    print("\n".join(split_lines(recs, args.dataroot, args.version)))
     return 0

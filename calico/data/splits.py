@@ -52,6 +52,53 @@ def official_split_scenes(split: str) -> list[str] | None:
     return create_splits_scenes().get(split)
 
 
+# A config's split names ("train", "val": finetune.train_split / val_split, `--split`) are roles; each nuScenes
+# version names them its own way, so `--version v1.0-mini` works without any --set. v1.0-mini's scenes are not
+# a subset of trainval's train/val (two mini_train scenes are in val), so "train" must not fall through to the
+# official train list there. v1.0-test has one split, without annotations: evaluation writes a submission only.
+VERSION_SPLITS: dict[str, dict[str, str]] = {
+    "v1.0-mini": {"train": "mini_train", "val": "mini_val"},
+    "v1.0-trainval": {"train": "train", "val": "val"},
+    "v1.0-test": {"val": "test", "test": "test"},
+}
+
+
+def custom_splits(dataroot: str, version: str) -> dict[str, list[str]] | None:
+    """``<dataroot>/<version>/splits.json`` ({split: [scene names]}), or None when the dataset has none."""
+    custom = Path(dataroot) / version / "splits.json"
+    if not custom.exists():
+        return None
+    try:
+        table = json.loads(custom.read_text())
+    except ValueError as exc:
+        raise DataError(f"invalid JSON ({exc})", str(custom)) from exc
+    if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
+        raise DataError("expected a JSON object of {split: [scene names]}", str(custom))
+    return table
+
+
+def resolve_split(dataroot: str, version: str, split: str) -> str:
+    """The split a name means for this dataset: its splits.json's own name first, then the version's (train on
+    v1.0-mini is mini_train), else the name itself."""
+    table = custom_splits(dataroot, version)
+    if table is not None and split in table:
+        return split
+    return VERSION_SPLITS.get(version, {}).get(split, split)
+
+
+def has_annotations(version: str) -> bool:
+    """False for nuScenes' test tables (no sample_annotation content): nothing to score, a submission only."""
+    return not version.endswith("-test")
+
+
+def dataset_splits(dataroot: str, version: str) -> dict[str, str]:
+    """``{name: resolved name}`` of the splits a dataset offers: its splits.json, else its version's roles."""
+    table = custom_splits(dataroot, version)
+    if table is not None:
+        return {name: name for name in table}
+    return dict(VERSION_SPLITS.get(version, {}))
+
+
 HOLDOUT_SHARE = 0.2  # of a split's scenes, for "<split>:holdout"
 
 
@@ -70,8 +117,14 @@ def split_scene_names(dataroot: str, version: str, split: str) -> list[str]:
     """Scenes of ``split``: the dataset's own ``<version>/splits.json`` first, then official nuScenes names.
 
     ``<split>:fit`` and ``<split>:holdout`` are the two parts of ``holdout_parts`` (hyper-parameter tuning on
-    train data only: fit on ``train:fit``, score on ``train:holdout``).
+    train data only: fit on ``train:fit``, score on ``train:holdout``). ``a+b`` is the union of splits in that
+    order (e.g. ``train+unlabeled``: a pre-training pool of train and the synthetic world's unlabeled scenes).
     """
+    if "+" in split:
+        names: list[str] = []
+        for part in split.split("+"):
+            names += [n for n in split_scene_names(dataroot, version, part) if n not in names]
+        return names
     base, _, part = split.partition(":")
     if part:
         if part not in ("fit", "holdout"):
@@ -81,17 +134,13 @@ def split_scene_names(dataroot: str, version: str, split: str) -> list[str]:
         except ValueError as exc:
             raise DataError(f"split {split!r}: {exc}") from exc
         return fit if part == "fit" else held
-    custom = Path(dataroot) / version / "splits.json"
-    if custom.exists():
-        try:
-            table = json.loads(custom.read_text())
-        except ValueError as exc:
-            raise DataError(f"invalid JSON ({exc})", str(custom)) from exc
-        if split in table:
-            return list(table[split])
-    official = official_split_scenes(split)
+    table = custom_splits(dataroot, version)
+    if table is not None and split in table:
+        return list(table[split])
+    official = official_split_scenes(resolve_split(dataroot, version, split))
     if official is not None:
         return official
+    custom = Path(dataroot) / version / "splits.json"
     raise DataError(f"unknown split {split!r}: not in {custom if custom.exists() else 'a custom splits.json'} "
                     "and not an official nuScenes split")
 

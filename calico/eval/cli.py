@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from calico.config import Config, apply_overrides, config_from_dict, get_config, validate_config
+from calico.data.splits import has_annotations
 from calico.errors import CalicoError
 from calico.utils.cliargs import add_data_arguments, data_overrides
 
@@ -18,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="fine-tuning checkpoint ({'model': state_dict, ...})")
     add_data_arguments(parser, dataroot_required=True, config_default="the checkpoint's 'config', else the "
                        "run's config.json next to the checkpoint")
-    parser.add_argument("--split", required=True, help="official (val, mini_val, ...) or a <version>/splits.json name")
+    parser.add_argument("--split", required=True, help="a <version>/splits.json name, else train / val (the version's: mini_val on v1.0-mini, "
+                             "test on v1.0-test) or an official name (mini_val, ...)")
     parser.add_argument("--out", required=True, help="output folder for results_nusc.json and the metrics")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size")
@@ -118,5 +120,8 @@ def run(args: argparse.Namespace) -> int:
                                 args.device)
     metrics = run_evaluation(model, cfg, args.split, args.out, max_samples=args.max_samples,
                              batch_size=args.batch_size, plots=args.plots)
+    if not has_annotations(cfg.data.version):  # v1.0-test: a submission, no metrics
+        print(f"wrote {Path(args.out) / 'results_nusc.json'} ({cfg.data.version} has no annotations to score)")
+        return 0
     print(f"wrote {Path(args.out) / 'metrics_summary.json'} ({', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k in ('NDS', 'mAP', 'mIoU'))})")
     return 0

@@ -99,6 +99,25 @@ def restrict_config(cfg: DetectionConfig, classes: Sequence[str]) -> DetectionCo
     return sub
 
 
+def write_submission(results: dict[str, list[dict[str, Any]]], sample_tokens: Sequence[str], out_dir: str | Path,
+                     meta: dict[str, Any] | None = None, max_boxes: int = 500) -> tuple[dict[str, list], dict]:
+    """Write ``results_nusc.json`` (the devkit's submission format, every sample present) and return
+    ``(results per sample, meta)``; all a split without annotations (v1.0-test) gets."""
+    tokens = list(dict.fromkeys(sample_tokens))
+    extra = sorted(set(results) - set(tokens))
+    if extra:
+        raise ValueError(f"predictions for {len(extra)} samples outside the evaluated split (first: {extra[0]!r})")
+    full = {t: list(results.get(t, [])) for t in tokens}
+    for t, boxes in full.items():
+        if len(boxes) > max_boxes:
+            raise ValueError(f"sample {t}: {len(boxes)} boxes > the benchmark's limit {max_boxes}")
+    meta = dict(DEFAULT_META if meta is None else meta)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results_nusc.json").write_text(json.dumps({"meta": meta, "results": full}))
+    return full, meta
+
+
 def evaluate_detections(
     nusc: NuScenes,
     results: dict[str, list[dict[str, Any]]],
@@ -123,16 +142,8 @@ def evaluate_detections(
     cfg = config_factory(config_name)
     if classes is not None:
         cfg = restrict_config(cfg, classes)
-    tokens = list(dict.fromkeys(sample_tokens))
-    extra = sorted(set(results) - set(tokens))
-    if extra:
-        raise ValueError(f"predictions for {len(extra)} samples outside the evaluated split (first: {extra[0]!r})")
-    full = {t: list(results.get(t, [])) for t in tokens}
-    for t, boxes in full.items():
-        if len(boxes) > cfg.max_boxes_per_sample:
-            raise ValueError(f"sample {t}: {len(boxes)} boxes > the benchmark's limit {cfg.max_boxes_per_sample}")
-    meta = dict(DEFAULT_META if meta is None else meta)
-    (out / "results_nusc.json").write_text(json.dumps({"meta": meta, "results": full}))
+    full, meta = write_submission(results, sample_tokens, out, meta, cfg.max_boxes_per_sample)
+    tokens = list(full)
 
     pred = EvalBoxes.deserialize(full, DetectionBox)
     gt = load_gt(nusc, tokens)

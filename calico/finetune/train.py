@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from calico.config import Config
-from calico.engine import Trainer, dist, load_init
+from calico.engine import Trainer, dist
 from calico.engine.trainer import Hook
+from calico.interop.convert import load_init_any  # calico, mmdetection3d or OpenPCDet checkpoints
 
 
 class SupervisedStep(nn.Module):
@@ -72,11 +73,15 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     resumed = resume and (run_dir / "last.pt").is_file()
     loaded: set[str] = set()
     for path in ([init] if isinstance(init, str) else init) if init else []:
-        report = load_init(model, path, verbose=dist.is_main() and not resumed, partial=init_partial)
+        report = load_init_any(model, path, verbose=dist.is_main() and not resumed, partial=init_partial)
         loaded |= {name for name, part in report.parts.items() if part.loaded > 0 and name != "(other)"}
     lr_mult = pretrained_lr_mult(model, loaded, ft.pretrained_lr_mult)
     if dist.is_main():
-        print(f"fine-tuning on {len(dataset)} samples (split {ft.train_split!r}, fraction {ft.fraction}), "
+        from calico.data.splits import resolve_split
+
+        named = resolve_split(cfg.data.dataroot, cfg.data.version, ft.train_split.partition(":")[0])
+        shown = repr(ft.train_split) + ("" if named == ft.train_split.partition(":")[0] else f" = {named}")
+        print(f"fine-tuning on {len(dataset)} samples (split {shown}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
     trainer = Trainer(ft, run_dir, SupervisedStep(model), dataset, collate_fn, seed=cfg.seed,
                       extra_state=lambda: {"model": model.state_dict(), "kind": "finetune",

@@ -9,6 +9,12 @@ import numpy as np
 from calico.data.geometry import box_corners
 
 
+def region_colours(regions: np.ndarray) -> np.ndarray:
+    """One RGB row per region id (fixed seed: a region keeps its colour from one picture to the next)."""
+    n_regions = int(regions.max()) + 1 if len(regions) else 0
+    return np.random.default_rng(0).uniform(0.1, 0.95, size=(max(1, n_regions), 3))
+
+
 def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: str | Path,
                  title: str = "", extent: float = 50.0) -> Path:
     """Scatter the points in BEV (a colour per region, semantic-less grey) and outline the boxes."""
@@ -20,10 +26,8 @@ def plot_regions(xyz: np.ndarray, regions: np.ndarray, boxes: np.ndarray, out: s
     fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
     less = regions < 0
     ax.scatter(xyz[less, 0], xyz[less, 1], s=0.2, c="#b0b0b0", linewidths=0)
-    rng = np.random.default_rng(0)
     n_regions = int(regions.max()) + 1 if len(regions) else 0
-    palette = rng.uniform(0.1, 0.95, size=(max(1, n_regions), 3))
-    ax.scatter(xyz[~less, 0], xyz[~less, 1], s=0.8, c=palette[regions[~less]], linewidths=0)
+    ax.scatter(xyz[~less, 0], xyz[~less, 1], s=0.8, c=region_colours(regions)[regions[~less]], linewidths=0)
     for box in boxes:
         cx = box_corners(box)
         ax.plot(cx[:, 0], cx[:, 1], "r-", lw=0.8)
@@ -51,13 +55,10 @@ def plot_sample(ds, sample: str, out: str | Path) -> Path:
     from calico.errors import CalicoError
     from calico.pooling.core import semantic_pooling
 
-    tokens = [r["token"] for r in ds.records]
-    if sample in tokens:
-        i = tokens.index(sample)
-    elif sample.isdigit() and int(sample) < len(tokens):
-        i = int(sample)
-    else:
-        raise CalicoError(f"--plot {sample!r}: not a sample token or index (0..{len(tokens) - 1})")
+    try:
+        i = ds.index_of(sample)
+    except KeyError as exc:
+        raise CalicoError(f"--plot {exc.args[0]}") from exc
     pts = ds.load_points(i)
     regions = semantic_pooling(pts, ds.cfg.pooling)
     rec = ds.records[i]

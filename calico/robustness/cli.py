@@ -8,6 +8,8 @@
     calico robustness --ckpt K1 ... --protocol robo3d --baseline r3d_rand/ --out r3d_calico/   # + CE, mCE
     calico robustness --ckpt K1 ... --protocol multicorrupt [--baseline REF/] --out mc/        # RA, mRA (+ RRA)
     calico robustness --ckpt K1 ... --protocol calico-physics --out phys/      # our physical set, fingerprinted
+    calico robustness --ckpt K10 ... --protocol paper --suite corruptions [--baseline R10/] --out p10/  # §3.4:
+    calico robustness --ckpt K50 ... --protocol paper --suite spoofing --out p50/   # 10 % models / 50 % models
 
 With --protocol: one DIR/<corruption>_<level>/corruption.json per corrupted evaluation (metrics, parameters and
 the fingerprint of what the corruption changed; the run fails if a corruption changed nothing), and
@@ -42,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="all", choices=[*SUITES, "all"])
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
                         help="a published protocol instead of --suite: robo3d (nuScenes-C, mCE/mRR), multicorrupt "
-                             "(RA/mRA, RRA with --baseline) or calico-physics (our own physical set)")
+                             "(RA/mRA, RRA with --baseline), calico-physics (our own physical set) or paper "
+                             "(CALICO §3.4: nuScenes-C snow / fog / motion blur on a 10 %% model, CE against "
+                             "--baseline; with --suite spoofing or all: 60/100/200-point traces 10 m ahead, "
+                             "meant for a 50 %% model)")
     parser.add_argument("--out", required=True, help="output folder (with --plot: the figures' folder)")
     parser.add_argument("--seed", type=int, default=0, help="seeds every perturbation (per sample index)")
     parser.add_argument("--corruptions", nargs="+", default=None,
@@ -87,11 +92,35 @@ def make_evaluator(model: Any, cfg: Any, split: str) -> Any:
     return evaluate
 
 
+def paper_parts(args: argparse.Namespace, cfg: Any) -> list[str]:
+    """Which parts of the paper's protocol ``--suite`` asks for, with a note when the checkpoint's label
+    fraction is not the one the paper evaluates that part on (10 % corruptions, 50 % spoofing)."""
+    from calico.robustness.protocols import PAPER_FRACTIONS
+
+    if args.suite not in ("all", *PAPER_FRACTIONS):
+        raise CalicoError(f"--protocol paper has the parts {list(PAPER_FRACTIONS)} (--suite all runs both); "
+                          f"got --suite {args.suite}")
+    parts = list(PAPER_FRACTIONS) if args.suite == "all" else [args.suite]
+    fraction = None if args.config else cfg.finetune.fraction  # the checkpoint's own config knows it
+    for part in parts:
+        if fraction is None:
+            print(f"note: the paper evaluates {part} on a model fine-tuned with {PAPER_FRACTIONS[part]:.0%} of the "
+                  "labels; with --config the checkpoint's label fraction is not checked")
+        elif abs(fraction - PAPER_FRACTIONS[part]) > 1e-9:
+            print(f"note: the paper evaluates {part} on a model fine-tuned with {PAPER_FRACTIONS[part]:.0%} of the "
+                  f"labels; {args.ckpt} was fine-tuned with {fraction:.0%}")
+    return parts
+
+
 def run_protocol_cli(args: argparse.Namespace, model: Any, cfg: Any, out: Path) -> int:
-    import json
 
     from calico.robustness import plots, protocols
 
+    parts = paper_parts(args, cfg) if args.protocol == "paper" else ["corruptions"]
+    if "corruptions" not in parts:  # the paper's spoofing part alone
+        results = {"protocol": "paper", "label": args.label or out.name, "ckpt": str(args.ckpt),
+                   "split": args.split, "seed": args.seed}
+        return _finish_protocol(args, model, cfg, out, results, parts)
     try:
         from calico.robustness.robo3d import BeamLayout
 
@@ -117,10 +146,31 @@ def run_protocol_cli(args: argparse.Namespace, model: Any, cfg: Any, out: Path) 
             protocols.add_baseline(results, base)
         except (ValueError, KeyError) as exc:
             raise CalicoError(f"{args.baseline}: {exc}") from exc
+    return _finish_protocol(args, model, cfg, out, results, parts)
+
+
+def _finish_protocol(args: argparse.Namespace, model: Any, cfg: Any, out: Path, results: dict[str, Any],
+                     parts: list[str]) -> int:
+    """The paper's spoofing part when asked for, then robustness.json / robustness.md."""
+    import json
+
+    from calico.robustness import protocols, suite
+
+    tables = [protocols.protocol_tables(results)] if "corruptions" in parts else []
+    if "spoofing" in parts:
+        from calico.data.dataset import NuScenesDataset
+
+        dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
+        results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
+                                                 max_frames=args.max_frames, device=args.device)
+        tables.append(suite.spoofing_table(results["spoofing"]))
+    if args.protocol == "paper":
+        results["paper_fractions"] = {p: protocols.PAPER_FRACTIONS[p] for p in parts}
+        results["finetune_fraction"] = None if args.config else cfg.finetune.fraction
     out.mkdir(parents=True, exist_ok=True)
     path = out / "robustness.json"
     path.write_text(json.dumps(results, indent=2, default=float))
-    table = protocols.protocol_tables(results)
+    table = "\n".join(tables)
     (out / "robustness.md").write_text(table + "\n")
     print(table)
     print(f"wrote {path}")

@@ -27,7 +27,12 @@ from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES
 from calico.robustness.metrics import multicorrupt_summary, robo3d_summary
 from calico.robustness.suite import Perturbation, Sample
 
-PROTOCOLS = ("robo3d", "multicorrupt", "calico-physics")
+PROTOCOLS = ("robo3d", "multicorrupt", "calico-physics", "paper")
+# The CALICO paper's own settings (§3.4): nuScenes-C's snow, fog and motion blur (its 3 levels) on models
+# fine-tuned with 10 % of the labels, CE / mCE against the model trained from scratch (100 %); spoofing traces of
+# 60 / 100 / 200 points 10 m ahead on models fine-tuned with 50 % (``calico.robustness.spoofing.TRACE_SIZES``).
+PAPER_CORRUPTIONS = ("fog", "snow", "motion_blur")
+PAPER_FRACTIONS = {"corruptions": 0.10, "spoofing": 0.50}
 # column titles of each benchmark's own tables (Robo3D README / docs/RESULTS.md; MultiCorrupt README)
 ROBO3D_TITLES = {"fog": "Fog", "wet_ground": "Wet Ground", "snow": "Snow", "motion_blur": "Motion Blur",
                  "beam_missing": "Beam Missing", "crosstalk": "Cross-Talk", "incomplete_echo": "Incomplete Echo",
@@ -188,8 +193,8 @@ def protocol_plan(protocol: str, seed: int = 0, corruptions: Sequence[str] | Non
     bad = [s for s in levels if s not in (1, 2, 3)]
     if bad:
         raise ValueError(f"{protocol} has levels 1..3 (light, moderate, heavy), got {bad}")
-    if protocol == "robo3d":
-        names = list(corruptions or robo3d.ROBO3D_CORRUPTIONS)
+    if protocol in ("robo3d", "paper"):
+        names = list(corruptions or (robo3d.ROBO3D_CORRUPTIONS if protocol == "robo3d" else PAPER_CORRUPTIONS))
         unknown = sorted(set(names) - set(robo3d.ROBO3D_CORRUPTIONS))
         if unknown:
             raise ValueError(f"unknown Robo3D corruptions {unknown}; choose from {list(robo3d.ROBO3D_CORRUPTIONS)}")
@@ -322,7 +327,7 @@ def protocol_tables(results: dict[str, Any], label: str = "") -> str:
                           f"| {label} | {clean:.3f} | {100 * m['mRRA']:.3f} | " +
                           " | ".join(f"{100 * m['RRA'][c]:.3f}" for c in names) + " |", ""]
         else:
-            titles_map = ROBO3D_TITLES if results["protocol"] == "robo3d" else {}
+            titles_map = ROBO3D_TITLES if results["protocol"] in ("robo3d", "paper") else {}
             names = [c for c in titles_map if c in scores] + [c for c in scores if c not in titles_map]
             titles = [titles_map.get(c, c) for c in names]
             mce = f"{100 * m['mCE']:.2f}" if "mCE" in m else "-"

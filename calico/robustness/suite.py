@@ -242,9 +242,14 @@ def results_table(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {d['perturbed']:.4f} | {d['drop']:.4f} | {100 * d['relative_drop']:.1f} % |")
             lines.append("")
     if results.get("spoofing"):
-        lines += ["| trace points | ASR | frames |", "|---:|---:|---:|"]
-        for size, d in results["spoofing"].items():
-            lines.append(f"| {size} | {100 * d['asr']:.1f} % | {d['frames']} |")
+        lines.append(spoofing_table(results["spoofing"]))
+    return "\n".join(lines)
+
+
+def spoofing_table(spoofing: dict[str, Any]) -> str:
+    """ASR per trace size (``run_spoofing``'s result) as Markdown."""
+    lines = ["| trace points | ASR | frames |", "|---:|---:|---:|"]
+    lines += [f"| {size} | {100 * d['asr']:.1f} % | {d['frames']} |" for size, d in spoofing.items()]
     return "\n".join(lines)
 
 

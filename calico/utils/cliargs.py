@@ -1,7 +1,8 @@
 """Command-line conventions every ``calico`` command shares.
 
 Every command that reads a dataset takes the same five flags from ``add_data_arguments`` (same dest, default,
-nargs and help; ``tests/test_cli_conventions.py`` walks every sub-command's parser and fails on a drift):
+nargs and help; ``tests/test_cli_conventions.py`` walks every sub-command's parser and fails on a drift);
+``calico export``, which reads a config but no dataset, takes ``--config`` / ``--set`` from ``add_config_arguments``:
 
 ``--config``     preset (paper, cpu) or a config.json; default None = the command's own (``DEFAULT_CONFIG``, a
                  checkpoint's saved config for evaluate / robustness, ``cpu`` for study), said in its help
@@ -28,15 +29,20 @@ def add_set_argument(parser: argparse.ArgumentParser, dest: str = "set", help_te
                         help=f"{help_text}, e.g. finetune.weight_decay=0.2 (several per --set; repeatable)")
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, *, config_default: str = DEFAULT_CONFIG) -> None:
+    """``--config`` and ``--set`` alone, for a command that reads a config but no dataset (``calico export``)."""
+    parser.add_argument("--config", default=None, metavar="PRESET|CONFIG.JSON",
+                        help=f"preset (paper, cpu) or a config.json path (default: {config_default})")
+    add_set_argument(parser)
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, *, dataroot_required: bool = False,
                        config_default: str = DEFAULT_CONFIG,
                        dataroot_default: str = "the config's data.dataroot") -> None:
     """``--config``, ``--set``, ``--dataroot``, ``--version``, ``--cache-dir``: the same flags, defaults (None:
     resolved by the command) and help everywhere. ``config_default`` / ``dataroot_default`` only word what None
     means for this command in its help; ``dataroot_required`` for commands that cannot run without a dataset."""
-    parser.add_argument("--config", default=None, metavar="PRESET|CONFIG.JSON",
-                        help=f"preset (paper, cpu) or a config.json path (default: {config_default})")
-    add_set_argument(parser)
+    add_config_arguments(parser, config_default=config_default)
     parser.add_argument("--dataroot", required=dataroot_required, default=None,
                         help="nuScenes-format dataset folder (data.dataroot)"
                              + ("" if dataroot_required else f" (default: {dataroot_default})"))

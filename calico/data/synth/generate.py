@@ -37,9 +37,11 @@ SCENE_GAP_US = 3_600_000_000  # scenes an hour apart
 MAX_EGO_SPEED = 9.0
 
 
-def _check_args(scenes, samples_per_scene, sweeps, image_size) -> None:
+def _check_args(scenes, samples_per_scene, sweeps, image_size, unlabeled_scenes=0) -> None:
     if scenes < 1 or samples_per_scene < 1:
         raise ValueError(f"need at least one scene and one sample per scene (got {scenes}, {samples_per_scene})")
+    if unlabeled_scenes < 0:
+        raise ValueError(f"unlabeled_scenes must be >= 0, got {unlabeled_scenes}")
     if not 0 <= sweeps <= MAX_SWEEPS:
         raise ValueError(f"sweeps must be in [0, {MAX_SWEEPS}] (the 20 Hz sweeps between 2 Hz keyframes), got {sweeps}")
     if len(image_size) != 2 or min(image_size) < 8:
@@ -48,17 +50,25 @@ def _check_args(scenes, samples_per_scene, sweeps, image_size) -> None:
 
 def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, sweeps: int = 3, seed: int = 0,
              image_size: tuple[int, int] = (225, 400), version: str = "v1.0-synth", progress: bool = True,
-             labels: bool = False) -> dict:
+             labels: bool = False, unlabeled_scenes: int = 0,
+             unlabeled_image_size: tuple[int, int] = (36, 64)) -> dict:
     """Write ``scenes`` procedural scenes of ``samples_per_scene`` keyframes into ``out_dir``.
+
+    ``unlabeled_scenes`` more scenes form the split ``unlabeled`` (neither train nor val): a cheap pre-training
+    pool (``calico pretrain --split train+unlabeled``), rendered at ``unlabeled_image_size`` because camera
+    rendering is most of the generation time and LiDAR-only stages load no images. Their boxes are written
+    like any scene's; nothing in the project fine-tunes or evaluates on that split. Camera stages (RAD) should
+    pre-train on ``train`` only, or on unlabeled scenes generated at the full image size.
 
     Returns a summary: scenes, samples, boxes per class, points per keyframe (and within 1 m), seconds.
     The output is a pure function of the arguments (same bytes for the same arguments). ``labels=True`` also
     writes what each LiDAR ray hit (``calico.data.synth.labels``), e.g. to score ground removal.
     """
-    _check_args(scenes, samples_per_scene, sweeps, image_size)
+    _check_args(scenes, samples_per_scene, sweeps, image_size, unlabeled_scenes)
     start = time.perf_counter()
     root = Path(out_dir)
     rig = build_rig(tuple(image_size))
+    small_rig = build_rig(tuple(unlabeled_image_size)) if unlabeled_scenes else rig
     tok = Tokens(seed)
     tables: dict[str, list] = static_tables(tok, list(rig))
     for name in ("calibrated_sensor", "ego_pose", "log", "scene", "sample", "sample_data", "sample_annotation",
@@ -69,23 +79,26 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
     attr_tok = {r["name"]: r["token"] for r in tables["attribute"]}
     maps = MapBuilder(tok)
     stats = {"points": [], "near": [], "boxes": Counter(), "seconds_keyframe": []}
-    bar = tqdm(total=scenes * samples_per_scene, desc="calico synth", unit="keyframe", disable=not progress)
-    for si in range(scenes):
+    total = (scenes + unlabeled_scenes) * samples_per_scene
+    bar = tqdm(total=total, desc="calico synth", unit="keyframe", disable=not progress)
+    for si in range(scenes + unlabeled_scenes):  # unlabeled scenes last: the labeled ones do not change
         world, rng = scene_world(seed, si, samples_per_scene)
         maps.add_scene(world)
-        _write_scene(root, version, si, seed, world, rig, tok, tables, sensor_tok, cat_tok, attr_tok,
-                     samples_per_scene, sweeps, rng, stats, bar, labels)
+        _write_scene(root, version, si, seed, world, rig if si < scenes else small_rig, tok, tables, sensor_tok,
+                     cat_tok, attr_tok, samples_per_scene, sweeps, rng, stats, bar, labels)
     bar.close()
     maps.write(root)
     write_map_table(root, tok, tables)
-    names = [s["name"] for s in tables["scene"]]
+    names = [s["name"] for s in tables["scene"]][:scenes]
     n_val = max(1, scenes // 4) if scenes > 1 else 0
     splits = {"train": names[: len(names) - n_val], "val": names[len(names) - n_val:]}
+    if unlabeled_scenes:
+        splits["unlabeled"] = [s["name"] for s in tables["scene"]][scenes:]
     write_tables(root / version, tables)
     (root / version / "splits.json").write_text(json.dumps(splits, indent=1))
     seconds = time.perf_counter() - start
     return {
-        "dataroot": str(root), "version": version, "map_name": MAP_NAME, "scenes": scenes,
+        "dataroot": str(root), "version": version, "map_name": MAP_NAME, "scenes": scenes + unlabeled_scenes,
         "samples": len(tables["sample"]), "sweeps_per_keyframe": sweeps, "splits": {k: len(v) for k, v in splits.items()},
         "boxes_per_class": dict(sorted(stats["boxes"].items())),
         "points_per_keyframe": float(np.mean(stats["points"])), "points_within_1m": float(np.mean(stats["near"])),
