@@ -114,3 +114,13 @@ def test_pool_and_prepare_resolve_the_flags_like_the_training_commands(tmp_path)
     assert (cfg.data.dataroot, cfg.data.version, cfg.data.cache_dir) == (str(tmp_path), "v1.0-mini",
                                                                           str(tmp_path / "c"))
     assert cfg.model.bev_size == 180  # the paper preset
+
+
+def test_prepare_reads_the_version_from_the_config_when_no_flag_gives_it(real_root, tmp_path, capsys):
+    """Without --version the config's data.version is the one indexed and reported (here set with --set)."""
+    from calico.cli import main
+
+    assert main(["prepare", "--dataroot", str(real_root), "--set", "data.version=v1.0-mini", "--cache-dir",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 41 samples" in out and (tmp_path / "index.json").is_file()

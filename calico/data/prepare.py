@@ -476,5 +476,5 @@ def run(args: argparse.Namespace) -> int:
               "(keyframes-only copy?); the loader uses the sweeps present")
     if "map_masks" in index:
         print(f"map masks: {index['map_masks']}")
-    print("\n".join(split_lines(recs, args.dataroot, args.version)))
+    print("\n".join(split_lines(recs, data.dataroot, data.version)))
     return 0
