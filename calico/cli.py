@@ -21,11 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("calico.pretrain.cli", "self-supervised pre-training (PRC, RAD, baselines)"),
     "finetune": ("calico.finetune.cli", "supervised fine-tuning on a label fraction"),
     "evaluate": ("calico.eval.cli", "nuScenes detection metrics and BEV segmentation IoU"),
-    "demo": ("calico.demo", "the whole pipeline on the synthetic world, with a report"),
-    "study": ("calico.study", "the paper's grids (methods x fractions x seeds), aggregated"),
+    "demo": ("calico.apps.demo", "the whole pipeline on the synthetic world, with a report"),
+    "study": ("calico.apps.study", "the paper's grids (methods x fractions x seeds), aggregated"),
     "probe": ("calico.eval.probe", "linear probe on frozen BEV features of a checkpoint"),
     "robustness": ("calico.robustness.cli", "corruptions, spoofing, sensor dropout, calibration errors"),
-    "show": ("calico.show", "draw one sample: BEV points, GT / predicted boxes, pooled regions, six cameras"),
+    "show": ("calico.apps.show", "draw one sample: BEV points, GT / predicted boxes, pooled regions, six cameras"),
     "export": ("calico.interop.cli", "write a checkpoint's LiDAR / camera branch for mmdetection3d or OpenPCDet"),
 }
 

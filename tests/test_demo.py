@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from calico.apps.demo import LIDAR_ARMS, SIZES, probe_available
+from calico.apps.study import METHODS
 from calico.cli import main
-from calico.demo import LIDAR_ARMS, SIZES, probe_available
 from calico.eval.stats import paired_difference
-from calico.study import METHODS
 
 
 def _cells(run, method, fraction_dir, seeds):
@@ -88,8 +88,8 @@ def test_demo_quick_end_to_end(tmp_path):
 def test_full_demo_plan_pretrains_on_the_pool_and_pairs_seeds(tmp_path):
     """The full demo's plan without running it: one pre-training per method on the whole train split (no
     label fraction), every fine-tuning seed of a pre-trained arm starts from it, 2 of 15 train scenes labeled."""
+    from calico.apps.demo import make_plan, probe_jobs
     from calico.data.splits import fraction_scenes
-    from calico.demo import make_plan, probe_jobs
 
     size = SIZES["full"]
     n_val = max(1, size.scenes // 4)  # calico.data.synth.generate's split
@@ -120,8 +120,8 @@ def test_full_demo_plan_pretrains_on_the_pool_and_pairs_seeds(tmp_path):
 
 
 def test_paired_sentences_claim_no_more_than_the_interval():
-    from calico.demo import paired_sentences
-    from calico.study import Grid
+    from calico.apps.demo import paired_sentences
+    from calico.apps.study import Grid
 
     grid = Grid("t", ("rand_l", "prc"), (0.1,))
 

@@ -76,7 +76,7 @@ def test_checkpoint_files_and_format(tmp_path):
     assert "step 12" in (tmp_path / "log.txt").read_text()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(2, 13, 2)) and all("loss" in r and "lr" in r for r in records)
-    from calico.report import read_loss_curve
+    from calico.apps.report import read_loss_curve
 
     steps, losses = read_loss_curve(tmp_path)
     assert list(steps) == list(range(2, 13, 2)) and losses[-1] == records[-1]["loss"]

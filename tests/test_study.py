@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 
 import pytest
 
-from calico import study
-from calico.study import GRIDS, METHODS, Grid, Study, table
+from calico.apps import study
+from calico.apps.study import GRIDS, METHODS, Grid, Study, table
 
 
 def test_grids_use_known_methods_and_stages():
@@ -144,3 +146,29 @@ def test_probe_table_probes_each_pretraining_once_and_caches(tmp_path, monkeypat
     assert "| Rand. Init. | 0.400 | 0.50 / 0.50 / – / 0.10 |" in md and "| prc + rad | 0.500 |" in md
     study.probe_table(s, Grid("g", ("rand_l", "prc"), (0.05,)))
     assert len(calls) == 1  # cached in probe.json
+
+
+def test_data_flags_reach_every_run(tmp_path, monkeypatch):
+    """`calico study --dataroot D --cache-dir C` hands the same data flags to every job it runs (the one CLI
+    convention: each of those commands takes them); no --cache-dir when none was given."""
+    calls: list[list[str]] = []
+
+    def fake_call(argv):
+        calls.append(argv)
+        if argv[0] == "evaluate":
+            out = Path(argv[argv.index("--out") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").write_text(json.dumps({"NDS": 0.5, "mAP": 0.4}))
+
+    monkeypatch.setattr(study, "_call", fake_call)
+    parser = argparse.ArgumentParser()
+    study.add_arguments(parser)
+    common = ["--grid", "table1", "--methods", "rand_l", "--fractions", "0.1", "--dataroot", "D"]
+    assert study.run(parser.parse_args([*common, "--cache-dir", "C", "--out", str(tmp_path / "a")])) == 0
+    assert [c[0] for c in calls] == ["finetune", "evaluate"]
+    for argv in calls:
+        assert argv[argv.index("--cache-dir") + 1] == "C" and argv[argv.index("--dataroot") + 1] == "D"
+        assert argv[argv.index("--version") + 1] == "v1.0-trainval"  # the cpu preset's data.version
+    calls.clear()
+    assert study.run(parser.parse_args([*common, "--out", str(tmp_path / "b")])) == 0
+    assert calls and not any("--cache-dir" in c for c in calls)

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from calico.config import CAMERAS, CLASSES, DataConfig
+from calico.config import CAMERAS, CLASSES, DataConfig, get_config
 from calico.data.geometry import invert, transform_matrix, yaw_of
 from calico.data.paths import cache_dir, check_writable
 from calico.data.pointcloud import check_pcd_bin
-from calico.errors import DataError
+from calico.errors import CalicoError, DataError
+from calico.utils.cliargs import DEFAULT_CONFIG, add_data_arguments, data_overrides
 
 INDEX_FORMAT = 2  # 2: index.json + index.npz (1: index.pkl, never read: a pickle can run code)
 INDEX_JSON, INDEX_NPZ, OLD_INDEX = "index.json", "index.npz", "index.pkl"
@@ -442,18 +443,21 @@ def split_lines(records: list[dict[str, Any]], dataroot: str, version: str) -> l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder")
-    parser.add_argument("--version", default="v1.0-trainval", help="table folder, e.g. v1.0-mini")
-    parser.add_argument("--cache-dir", default="", help="where to write the index (default: see docs)")
-    parser.add_argument("--max-sweeps", type=int, default=10, help="earlier sweeps recorded per keyframe")
+    # --config / --set: the data section (cameras, max_index_sweeps, cache_dir) the later commands will read
+    add_data_arguments(parser, dataroot_required=True)
+    parser.add_argument("--max-sweeps", type=int, default=None,
+                        help="earlier sweeps recorded per keyframe (data.max_index_sweeps; default: the config's, 10)")
     parser.add_argument("--skip-bad", action="store_true", help="drop samples with bad files instead of failing")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_sweeps < 0:
+    if args.max_sweeps is not None and args.max_sweeps < 0:
         raise DataError(f"--max-sweeps {args.max_sweeps} is invalid: must be an integer >= 0")
-    data = DataConfig(dataroot=args.dataroot, version=args.version, cache_dir=args.cache_dir,
-                      max_index_sweeps=args.max_sweeps)
+    sweeps = [] if args.max_sweeps is None else [f"data.max_index_sweeps={args.max_sweeps}"]
+    try:
+        data = get_config(args.config or DEFAULT_CONFIG, data_overrides(args) + sweeps + list(args.set)).data
+    except (ValueError, KeyError) as exc:
+        raise CalicoError(f"config: {exc}") from exc
     index = prepare(data, skip_bad=args.skip_bad)
     recs = index["records"]
     scenes = {r["scene_name"] for r in recs}
@@ -472,5 +476,5 @@ def run(args: argparse.Namespace) -> int:
               "(keyframes-only copy?); the loader uses the sweeps present")
     if "map_masks" in index:
         print(f"map masks: {index['map_masks']}")
-    print("\n".join(split_lines(recs, args.dataroot, args.version)))
+    print("\n".join(split_lines(recs, data.dataroot, data.version)))
     return 0

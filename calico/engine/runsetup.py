@@ -12,20 +12,17 @@ import torch
 from calico.config import Config, get_config
 from calico.engine import dist
 from calico.errors import CalicoError
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import DEFAULT_CONFIG, add_data_arguments, data_overrides
 from calico.utils.runinfo import make_run_dir, seed_everything
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="paper", help="preset (paper, cpu) or a config.json path")
-    parser.add_argument("--dataroot", help="nuScenes-format dataset root (overrides data.dataroot)")
-    parser.add_argument("--version", help="dataset version, e.g. v1.0-trainval or v1.0-mini")
+    add_data_arguments(parser)
     parser.add_argument("--out", required=True, help="run folder (config.json, run.json, checkpoints, tb/, log.txt)")
     parser.add_argument("--init", nargs="+", action="extend", metavar="CKPT",
                         help="checkpoint(s) to initialise named model parts from (later files win)")
     parser.add_argument("--init-partial", action="store_true",
                         help="accept an --init checkpoint of which nothing (or no tensor of a part) matches")
-    add_set_argument(parser)
     parser.add_argument("--seed", type=int, help="overrides the config's seed")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
     parser.add_argument("--max-steps", type=int, help="stop after N optimiser steps (smoke runs)")
@@ -34,7 +31,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
-    """The run's config: ``--config`` + ``extra`` + ``--set`` (+ --dataroot/--version/--seed), or on
+    """The run's config: ``--config`` + ``extra`` + --dataroot/--version/--cache-dir/--seed + ``--set``, or on
     ``--resume`` the run's own ``config.json`` (so a resumed run cannot silently change its settings)."""
     saved = Path(args.out) / "config.json"
     if args.resume and not saved.is_file() and (any(Path(args.out).glob("*.pt"))
@@ -49,15 +46,11 @@ def resolve_config(args: argparse.Namespace, extra: list[str] | None = None) -> 
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
             raise CalicoError(f"{saved}: cannot load the run's config: {exc}") from exc
         return cfg
-    overrides = list(extra or [])
-    if args.dataroot:
-        overrides.append(f"data.dataroot={args.dataroot}")
-    if args.version:
-        overrides.append(f"data.version={args.version}")
+    overrides = list(extra or []) + data_overrides(args)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     try:
-        cfg = get_config(args.config, overrides + list(args.set))
+        cfg = get_config(args.config or DEFAULT_CONFIG, overrides + list(args.set))
     except (ValueError, KeyError) as exc:
         raise CalicoError(f"config: {exc}") from exc
     if not cfg.data.dataroot:

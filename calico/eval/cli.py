@@ -12,20 +12,16 @@ import torch
 from calico.config import Config, apply_overrides, config_from_dict, get_config, validate_config
 from calico.data.splits import has_annotations
 from calico.errors import CalicoError
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import add_data_arguments, data_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="fine-tuning checkpoint ({'model': state_dict, ...})")
-    parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder")
-    parser.add_argument("--version", default=None, help="table version, e.g. v1.0-trainval (default: the run's)")
+    add_data_arguments(parser, dataroot_required=True, config_default="the checkpoint's 'config', else the "
+                       "run's config.json next to the checkpoint")
     parser.add_argument("--split", required=True, help="a <version>/splits.json name, else train / val (the version's: mini_val on v1.0-mini, "
                              "test on v1.0-test) or an official name (mini_val, ...)")
     parser.add_argument("--out", required=True, help="output folder for results_nusc.json and the metrics")
-    parser.add_argument("--config", default=None,
-                        help="config preset or config.json (default: the checkpoint's 'config' or the run's "
-                             "config.json next to the checkpoint)")
-    add_set_argument(parser, dest="overrides")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
@@ -120,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         raise CalicoError(f"--max-samples {args.max_samples}: must be >= 1 (omit it to evaluate every sample)")
     writable_dir(args.out)
 
-    cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.overrides, args.version, args.device)
+    cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, data_overrides(args) + args.set, args.version,
+                                args.device)
     metrics = run_evaluation(model, cfg, args.split, args.out, max_samples=args.max_samples,
                              batch_size=args.batch_size, plots=args.plots)
     if not has_annotations(cfg.data.version):  # v1.0-test: a submission, no metrics

@@ -24,7 +24,7 @@ import torch
 
 from calico.config import CLASSES, Config
 from calico.errors import CalicoError
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import add_data_arguments
 
 GROUPS: tuple[str, ...] = ("background", "car", "pedestrian", "other")
 # Background cells kept for fitting: at most this many times the object cells (a seeded subsample).
@@ -224,10 +224,7 @@ def format_result(name: str, res: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", nargs="+", required=True, metavar="CKPT",
                         help="checkpoint(s) to probe; 'random' = random init seeded by --seed")
-    parser.add_argument("--config", default="paper", help="preset (paper, cpu) or a config.json path")
-    parser.add_argument("--dataroot", help="nuScenes-format dataset root (overrides data.dataroot)")
-    parser.add_argument("--version", help="dataset version, e.g. v1.0-trainval or v1.0-mini")
-    add_set_argument(parser)
+    add_data_arguments(parser)
     parser.add_argument("--train-frames", type=int, default=12, help="first N keyframes of the train split")
     parser.add_argument("--val-frames", type=int, default=0, help="first N keyframes of the val split (0 = all)")
     parser.add_argument("--features", choices=("lidar", "camera"), default="lidar", help="F^LiDAR or F^Camera")

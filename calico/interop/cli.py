@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 
 from calico.interop.keymaps import FORMATS
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import DEFAULT_CONFIG, add_config_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="a calico checkpoint (pre-training or fine-tuning last.pt)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="the framework to write for")
     parser.add_argument("--out", required=True, help="the .pth file to write")
-    parser.add_argument("--config", help="config name or config.json (default: the one the checkpoint holds)")
-    add_set_argument(parser, help_text="config overrides (with --config)")
+    # no dataset: --config / --set only (calico.utils.cliargs.add_config_arguments)
+    add_config_arguments(parser, config_default="the one the checkpoint holds; with only --set, paper")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = None
     if args.config or args.set:
         try:
-            cfg = get_config(args.config or "paper", args.set)
+            cfg = get_config(args.config or DEFAULT_CONFIG, args.set)
         except ValueError as exc:
             raise CalicoError(str(exc)) from exc
     print(export_checkpoint(args.ckpt, args.format, args.out, cfg))

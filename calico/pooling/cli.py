@@ -10,16 +10,12 @@ import numpy as np
 from tqdm import tqdm
 
 from calico.config import get_config, validate_config
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import DEFAULT_CONFIG, add_data_arguments, data_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder")
-    parser.add_argument("--version", default="v1.0-trainval")
+    add_data_arguments(parser, dataroot_required=True)
     parser.add_argument("--sweeps", type=int, default=None, help="sweeps aggregated (default: the preset's)")
-    parser.add_argument("--config", default="paper", help="preset name or config.json")
-    add_set_argument(parser)
-    parser.add_argument("--cache-dir", default="", help="where regions are cached (default: calico.data.paths)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--shard", default="0/1", help="i/n: process samples with index %% n == i")
     parser.add_argument("--evaluate", action="store_true", help="recall/purity against GT boxes (today's rule and the strict rule) and, where the dataset "
@@ -34,14 +30,11 @@ def _config(args: argparse.Namespace):
     from calico.errors import CalicoError
 
     try:
-        cfg = get_config(args.config, list(args.set))
+        cfg = get_config(args.config or DEFAULT_CONFIG, data_overrides(args) + list(args.set))
     except (ValueError, KeyError) as exc:
         raise CalicoError(str(exc)) from exc
-    cfg.data.dataroot, cfg.data.version = args.dataroot, args.version
     if args.sweeps is not None:
         cfg.data.sweeps = args.sweeps
-    if args.cache_dir:
-        cfg.data.cache_dir = args.cache_dir
     cfg.data.load_images = False
     try:
         validate_config(cfg)

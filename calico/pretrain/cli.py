@@ -12,6 +12,7 @@ from pathlib import Path
 
 from calico.engine import dist
 from calico.engine.runsetup import add_common_arguments, done_message, resolve_config, start_run
+from calico.utils.cliargs import DEFAULT_CONFIG
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = NuScenesDataset(cfg, split=None if args.split == "all" else args.split,
                               load_images=cfg.data.load_images and facts.needs_images)
     if facts.needs_regions:
-        check_regions(dataset, stage, args.config)
+        check_regions(dataset, stage, args.config or DEFAULT_CONFIG)
     run_dir, _ = start_run(args, cfg)
     try:
         model = build_model(cfg.model, cfg.data)

@@ -30,17 +30,16 @@ from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES
 from calico.robustness.protocols import PROTOCOLS
 from calico.robustness.spoofing import TRACE_SIZES
 from calico.robustness.suite import SUITES, Perturbation
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import add_data_arguments, data_overrides
 
 CAMERA_ONLY = ("brightness", "darkness", "camera_motion_blur", "camera_fog", "camera_snow", "missing_camera")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", help="fine-tuned detector checkpoint")
-    parser.add_argument("--dataroot", help="nuScenes-format dataroot (prepared with `calico prepare`)")
-    parser.add_argument("--config", default=None,
-                        help="preset (paper, cpu) or config.json; default: config.json next to --ckpt")
-    add_set_argument(parser)
+    # --dataroot is not required by the parser: --plot needs none (run() asks for it otherwise)
+    add_data_arguments(parser, config_default="the checkpoint's 'config', else the run's config.json next to "
+                       "--ckpt", dataroot_default="none; required unless --plot")
     parser.add_argument("--split", default="val")
     parser.add_argument("--suite", default="all", choices=[*SUITES, "all"])
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
@@ -202,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         raise CalicoError("--ckpt and --dataroot are required (or --plot RESULTS...)")
     from calico.eval.cli import load_finetuned
 
-    cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, args.set, device=args.device)
+    cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, data_overrides(args) + args.set, args.version,
+                                args.device)
     if args.protocol:
         return run_protocol_cli(args, model, cfg, out)
     bad = sorted(set(args.corruptions or ()) - set(CORRUPTIONS)) + \

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from calico.config import CLASSES, MAP_CLASSES
+from calico.apps.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of  # noqa: F401 (re-exported)
+from calico.config import CLASSES, MAP_CLASSES, get_config
 from calico.errors import CalicoError
 from calico.eval.stats import paired_difference, summarize
-from calico.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of  # noqa: F401 (re-exported)
 from calico.pretrain.methods import stage_class
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import add_data_arguments
 
 # the world `calico study` generates when no --dataroot is given (--world-scenes overrides the scene count)
 STUDY_WORLD = {"scenes": 8, "samples_per_scene": 10, "sweeps": 3, "image_size": (225, 400)}
+STUDY_CONFIG = "cpu"  # the preset of every run when --config is not given
 
 
 def _call(argv: list[str]) -> None:
@@ -122,15 +123,17 @@ class Study:
                  overrides: list[str], pretrain_overrides: list[str] | None = None,
                  finetune_overrides: list[str] | None = None, stage_overrides: dict[str, list[str]] | None = None,
                  pretrain_seed: int | None = None, method_overrides: dict[str, list[str]] | None = None,
-                 lidar_pretrain_split: str = "train"):
+                 lidar_pretrain_split: str = "train", cache_dir: str | None = None):
         """``overrides`` go to every run, ``pretrain_overrides`` / ``finetune_overrides`` to every run of that
         kind, ``stage_overrides[stage]`` to the pre-training runs of one stage (applied last),
         ``method_overrides[method]`` to that method's fine-tuning runs (its tuned settings).
         ``pretrain_seed``: every fine-tuning seed starts from the pre-training run of this seed (one
         pre-training per method, as a paper's checkpoint); None: one pre-training per seed.
         ``lidar_pretrain_split``: what stages without images pre-train on (e.g. ``train+unlabeled``, the
-        synthetic world's LiDAR-heavy pool); stages that read images stay on ``train``."""
+        synthetic world's LiDAR-heavy pool); stages that read images stay on ``train``. ``cache_dir``: the
+        runs' ``--cache-dir`` (None: each command's default)."""
         self.out, self.config, self.dataroot, self.version = Path(out), config, dataroot, version
+        self.cache_dir = cache_dir
         self.seeds, self.overrides = seeds, list(overrides)
         self.pre_over = list(pretrain_overrides or [])
         self.ft_over = list(finetune_overrides or [])
@@ -143,7 +146,8 @@ class Study:
         return "train" if stage_class(stage).needs_images else self.lidar_split
 
     def _common(self) -> list[str]:
-        return ["--config", self.config, "--dataroot", self.dataroot, "--version", self.version]
+        return ["--config", self.config, "--dataroot", self.dataroot, "--version", self.version,
+                *(["--cache-dir", self.cache_dir] if self.cache_dir else [])]
 
     def pretrain_dir(self, method: Method, seed: int, upto: int | None = None) -> Path | None:
         """Run folder of the method's pre-training chain (up to stage ``upto``); None for random init."""
@@ -314,7 +318,6 @@ def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bo
 def probe_table(study: Study, grid: Grid) -> str:
     """``calico probe`` (linear probe on frozen F^LiDAR, balanced accuracy on val) for random init and each
     method's pre-training, cached in ``<out>/probe.json``; the pre-training seed's checkpoints."""
-    from calico.config import get_config
     from calico.eval.probe import run_probe
 
     seed = study.pretrain_seed if study.pretrain_seed is not None else study.seeds[0]
@@ -328,6 +331,7 @@ def probe_table(study: Study, grid: Grid) -> str:
     todo = [c for c in ckpts if c not in done]
     if todo:
         cfg = get_config(study.config, [f"data.dataroot={study.dataroot}", f"data.version={study.version}",
+                                         *([f"data.cache_dir={study.cache_dir}"] if study.cache_dir else []),
                                          f"seed={seed}", *study.overrides])
         done.update(run_probe(cfg, todo, seed=seed))
         cache.write_text(json.dumps(done, indent=1, default=lambda x: None))
@@ -355,13 +359,12 @@ def tuning_table(grid: Grid, tuned: dict[str, dict]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", required=True, choices=sorted(GRIDS), help="which paper grid")
     parser.add_argument("--out", default="work/study", help="study folder (one run folder per cell)")
-    parser.add_argument("--dataroot", help="dataset (default: the synthetic world, generated if needed)")
-    parser.add_argument("--version", default=None, help="dataset version (default v1.0-synth / v1.0-trainval)")
-    parser.add_argument("--config", default="cpu", help="paper or cpu")
+    add_data_arguments(parser, config_default=STUDY_CONFIG,
+                       dataroot_default="the synthetic world in --out/world, generated if needed (its version: "
+                                        "v1.0-synth)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--fractions", type=float, nargs="+", help="override the grid's label fractions")
     parser.add_argument("--methods", nargs="+", help="override the grid's methods")
-    add_set_argument(parser, help_text="overrides for every run")
     parser.add_argument("--pretrain-set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
                         help="overrides for the pre-training runs only (e.g. pretrain.max_steps=600)")
     parser.add_argument("--finetune-set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
@@ -391,17 +394,22 @@ def run(args: argparse.Namespace) -> int:
         grid = Grid(grid.title, tuple(args.methods or grid.methods), tuple(args.fractions or grid.fractions),
                     grid.task, grid.overrides)
     out = Path(args.out)
+    config = args.config or STUDY_CONFIG
     if args.dataroot:
-        dataroot, version = args.dataroot, args.version or "v1.0-trainval"
+        try:
+            version = args.version or get_config(config).data.version
+        except (ValueError, KeyError) as exc:
+            raise CalicoError(f"--config: {exc}") from exc
+        dataroot = args.dataroot
     else:
         from calico.data.synth.reuse import WORLD_VERSION, ensure_world
 
         dataroot, version = str(out / "world"), args.version or WORLD_VERSION
         scenes = args.world_scenes or (40 if args.grid == "efficiency" else STUDY_WORLD["scenes"])
         ensure_world(Path(dataroot), {**STUDY_WORLD, "scenes": scenes, "seed": 0})
-    study = Study(out, args.config, dataroot, version, tuple(args.seeds), args.set, args.pretrain_set,
+    study = Study(out, config, dataroot, version, tuple(args.seeds), args.set, args.pretrain_set,
                   args.finetune_set, pretrain_seed=args.pretrain_seed,
-                  lidar_pretrain_split=args.lidar_pretrain_split)
+                  lidar_pretrain_split=args.lidar_pretrain_split, cache_dir=args.cache_dir)
     md = f"## {grid.title}\n\nCommand: `calico {' '.join(sys.argv[1:])}` (folder {out})\n\n"
     if args.tune:
         run_jobs(study.plan(grid, tune=True), args.jobs, out / "logs", args.threads)
@@ -420,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
     (out / f"{args.grid}.json").write_text(json.dumps(
         {m: {str(f): r for f, r in fr.items()} for m, fr in results.items()}, indent=1))
     if grid.task == "det" and len(grid.fractions) > 1:
-        from calico.report import plot_label_efficiency
+        from calico.apps.report import plot_label_efficiency
 
         plot_label_efficiency(grid, results, out / f"{args.grid}_label_efficiency.png", metric="mAP")
     print(md)

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from calico.apps.study import METHODS, Grid, Job, Study, paired_cells, paired_table, run_jobs, table
 from calico.config import get_config
 from calico.data.synth.reuse import WORLD_VERSION, ensure_world
-from calico.study import METHODS, Grid, Job, Study, paired_cells, paired_table, run_jobs, table
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,16 @@ def demo_world(root: Path, seed: int, size: DemoSize) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No --config / --set / --dataroot / --version / --cache-dir (calico.utils.cliargs.add_data_arguments): the demo
+    makes its own dataset (the synthetic world in --out, derived files in its default cache) and runs one fixed
+    protocol (cpu preset, SIZES, DEMO_LR); changing them would no longer be the demo whose budget and report this
+    module states. The same pipeline on other data or settings is ``calico study``, which takes all five."""
     parser.add_argument("--out", default="work/demo", help="folder for the world, runs and the report")
     parser.add_argument("--seed", type=int, default=0, help="world and pre-training seed; first fine-tuning seed")
     parser.add_argument("--quick", action="store_true", help="a tiny world and a few steps: CI's smoke test")
     parser.add_argument("--fusion", action="store_true",
                         help="also CALICO (PRC + RAD, L+C) against random init (L+C) with the same seeds "
-                             "(beyond the full demo's 20-min budget: see the comment above calico.demo.SIZES)")
+                             "(beyond the full demo's 20-min budget: see the comment above calico.apps.demo.SIZES)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run in parallel (default 2)")
 
 
@@ -258,14 +262,14 @@ def _n(k: int, noun: str) -> str:
 
 def write_report(out: Path, cfg, plan: DemoPlan, seconds: float, args, provenance: str) -> Path:
     """``report/report.md`` and its figures, all from the run folders under ``out``."""
-    from calico.data.dataset import NuScenesDataset, collate
-    from calico.pooling.plot import plot_sample
-    from calico.report import (
+    from calico.apps.report import (
         detections_figure,
         feature_maps_figure,
         paired_seeds_figure,
         training_curves_figure,
     )
+    from calico.data.dataset import NuScenesDataset, collate
+    from calico.pooling.plot import plot_sample
 
     size, grid, study = plan.size, plan.lidar, plan.lidar_study
     rep = out / "report"

@@ -1,7 +1,7 @@
 """The methods and grids of the paper's tables, as data: what ``calico study`` runs and the reports label.
 
 A ``Method`` is a pre-training chain of ``calico pretrain`` stages and a fine-tuning modality; a ``Grid`` is
-methods × label fractions. Kept apart from ``calico.study`` (which runs them) so that the report figures can
+methods × label fractions. Kept apart from ``calico.apps.study`` (which runs them) so that the report figures can
 name methods without importing the study runner.
 """
 

@@ -1,6 +1,6 @@
 """``calico show``: one sample in one picture -- LiDAR points in BEV with the GT boxes, the predictions of a
 checkpoint (``--ckpt``), the pooled regions (``--regions``, from ``calico pool``'s cache) and the six cameras with
-the boxes projected. The drawing is the demo report's (``calico.report.draw_bev`` / ``draw_camera``).
+the boxes projected. The drawing is the demo report's (``calico.apps.report.draw_bev`` / ``draw_camera``).
 
 ``calico show --dataroot D --version V --sample TOKEN|INDEX [--ckpt RUN/last.pt] [--regions] --out F.png``
 """
@@ -15,20 +15,16 @@ import numpy as np
 
 from calico.config import Config, get_config, validate_config
 from calico.errors import CalicoError
-from calico.utils.cliargs import add_set_argument
+from calico.utils.cliargs import DEFAULT_CONFIG, add_data_arguments, data_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataroot", required=True, help="nuScenes-format dataset folder (prepared)")
-    parser.add_argument("--version", default="v1.0-trainval")
+    add_data_arguments(parser, dataroot_required=True, config_default="the checkpoint's, else paper")
     parser.add_argument("--sample", required=True, help="sample token, or its index in the prepared index")
     parser.add_argument("--ckpt", help="a fine-tuning checkpoint: draw its detections (its config is used)")
     parser.add_argument("--regions", action="store_true", help="colour the points by their pooled region "
                                                                "(needs `calico pool` first)")
     parser.add_argument("--score", type=float, default=0.3, help="draw predictions with at least this score")
-    parser.add_argument("--config", default=None, help="preset or config.json (default: the checkpoint's, else paper)")
-    parser.add_argument("--cache-dir", default="", help="the cache `calico prepare` wrote (default: calico.data.paths)")
-    add_set_argument(parser)
     parser.add_argument("--out", default="sample.png", help="PNG to write")
 
 
@@ -38,16 +34,13 @@ def _config(args: argparse.Namespace) -> tuple[Config, Any]:
     if args.ckpt:
         from calico.eval.cli import load_finetuned
 
-        overrides = list(args.set) + ([f"data.cache_dir={args.cache_dir}"] if args.cache_dir else [])
-        cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, overrides, args.version, "cpu")
+        cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, data_overrides(args) + list(args.set),
+                                    args.version, "cpu")
     else:
         try:
-            cfg = get_config(args.config or "paper", list(args.set))
+            cfg = get_config(args.config or DEFAULT_CONFIG, data_overrides(args) + list(args.set))
         except (ValueError, KeyError) as exc:
             raise CalicoError(str(exc)) from exc
-        cfg.data.dataroot, cfg.data.version = args.dataroot, args.version
-        if args.cache_dir:
-            cfg.data.cache_dir = args.cache_dir
     cfg.data.load_images = True
     try:
         validate_config(cfg)
@@ -78,8 +71,8 @@ def _count(regions: np.ndarray) -> int:
 def show_sample(cfg: Config, sample: str, out: str | Path, model=None, regions: bool = False,
                 score: float = 0.3) -> dict[str, Any]:
     """Draw one sample (BEV + the cameras) to ``out``; returns what was drawn (counts) for the caller to print."""
+    from calico.apps.report import draw_bev, draw_camera, predict, pyplot
     from calico.data.dataset import NuScenesDataset, collate
-    from calico.report import draw_bev, draw_camera, predict, pyplot
 
     ds = NuScenesDataset(cfg, split=None, load_images=True, with_regions=False)
     try:

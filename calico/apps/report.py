@@ -190,10 +190,10 @@ def training_curves_figure(runs: dict[str, Path], out: Path, title: str) -> Path
 
 
 def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -> Path:
-    """Paper Fig. 5: ``metric`` against the label fraction, one line per method of a ``calico.study.Grid``
+    """Paper Fig. 5: ``metric`` against the label fraction, one line per method of a ``calico.apps.study.Grid``
     (error bars: std over seeds)."""
+    from calico.apps.grids import METHODS
     from calico.eval.stats import summarize
-    from calico.grids import METHODS
 
     fig, ax = pyplot().subplots(figsize=(6, 4))
     for name in grid.methods:
@@ -209,11 +209,11 @@ def plot_label_efficiency(grid, results: dict, out: Path, metric: str = "NDS") -
 
 
 def paired_seeds_figure(grid, results: dict, out: Path, metric: str = "mAP") -> Path:
-    """``metric`` of every arm of a one-fraction ``calico.study.Grid`` per seed, one line per seed across the
+    """``metric`` of every arm of a one-fraction ``calico.apps.study.Grid`` per seed, one line per seed across the
     arms (paired: same seed, same data order and head init), and each pre-trained arm's paired difference to
     the random init of its modality with its 95 % t-interval (``calico.eval.stats.paired_difference``)."""
+    from calico.apps.grids import METHODS, baseline_of
     from calico.eval.stats import paired_difference
-    from calico.grids import METHODS, baseline_of
 
     fraction = grid.fractions[0]
     names = [m for m in grid.methods if results.get(m, {}).get(fraction)]
