@@ -42,6 +42,48 @@ def _minmax(xyz, ground_h, lab, k):
 
 
 @nb.njit(cache=True)
+def _pca_box(xyz, lab, k):
+    """Per cluster, the BEV extents (length >= width) along the principal axis of its footprint and that axis'
+    angle: three numba passes (mean, covariance, extents of the rotated points)."""
+    n = np.zeros(k)
+    m = np.zeros((k, 2))
+    for i in range(len(lab)):
+        a = lab[i]
+        if a >= 0:
+            n[a] += 1
+            m[a, 0] += xyz[i, 0]
+            m[a, 1] += xyz[i, 1]
+    for a in range(k):
+        if n[a] > 0:
+            m[a, 0] /= n[a]
+            m[a, 1] /= n[a]
+    c = np.zeros((k, 3))
+    for i in range(len(lab)):
+        a = lab[i]
+        if a >= 0:
+            dx, dy = xyz[i, 0] - m[a, 0], xyz[i, 1] - m[a, 1]
+            c[a, 0] += dx * dx
+            c[a, 1] += dy * dy
+            c[a, 2] += dx * dy
+    theta = np.empty(k)
+    for a in range(k):
+        theta[a] = 0.5 * np.arctan2(2 * c[a, 2], c[a, 0] - c[a, 1])
+    lo = np.full((k, 2), np.inf)
+    hi = np.full((k, 2), -np.inf)
+    for i in range(len(lab)):
+        a = lab[i]
+        if a < 0:
+            continue
+        co, si = np.cos(theta[a]), np.sin(theta[a])
+        t = xyz[i, 0] * co + xyz[i, 1] * si
+        u = -xyz[i, 0] * si + xyz[i, 1] * co
+        lo[a, 0], hi[a, 0] = min(lo[a, 0], t), max(hi[a, 0], t)
+        lo[a, 1], hi[a, 1] = min(lo[a, 1], u), max(hi[a, 1], u)
+    d = hi - lo
+    return np.maximum(d[:, 0], d[:, 1]), np.minimum(d[:, 0], d[:, 1]), theta
+
+
+@nb.njit(cache=True)
 def _support(xyz, lab, lo0, lo1, cell, ny, nx, gap, max_gap):
     """Per point: does the lowest point of another cluster (or noise) in its BEV cell lie ``gap`` to
     ``max_gap`` below it? One pass keeps per cell the lowest z, its label, and the lowest z of any other
@@ -80,11 +122,12 @@ def support_below(xyz: np.ndarray, labels: np.ndarray, cell: float, gap: float,
 
 
 def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: int,
-                  support: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  support: np.ndarray | None = None, pca: bool = False) -> dict[str, np.ndarray]:
     """Per-cluster statistics for ``labels`` in 0..k-1 (points labelled -1 are ignored); with ``support``
-    (``support_below``) also the share of each cluster's points with something below them."""
+    (``support_below``) also the share of each cluster's points with something below them; with ``pca`` the
+    box along each footprint's principal axis competes too (and ``theta``, that axis' angle, is returned)."""
     # Extents along the axes and along the diagonals (u, v): the smaller of the two boxes is close to the
-    # minimum-area box for the rectangle-like footprints of vehicles, whatever their heading.
+    # minimum-area box for the rectangle-like footprints of cars, whatever their heading.
     lo, hi, count = _minmax(np.asarray(xyz, np.float64), np.asarray(ground_h, np.float64),
                             np.asarray(labels, np.int64), k)
     out: dict[str, np.ndarray] = {"count": count}
@@ -95,6 +138,13 @@ def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: 
     axis_better = dx * dy <= du * dv
     out["length"] = np.where(axis_better, np.maximum(dx, dy), np.maximum(du, dv))
     out["width"] = np.where(axis_better, np.minimum(dx, dy), np.minimum(du, dv))
+    if pca:
+        # A long object at a heading between the two box orientations (a 12 m trailer at 22 degrees) has a
+        # box twice its true area in both; the box along its footprint's principal axis fits it.
+        pl, pw, out["theta"] = _pca_box(np.asarray(xyz, np.float64), np.asarray(labels, np.int64), k)
+        better = pl * pw < out["length"] * out["width"]
+        out["length"] = np.where(better, pl, out["length"])
+        out["width"] = np.where(better, pw, out["width"])
     out["area"] = out["length"] * out["width"]
     out["top"] = out["zg_max"]  # highest point above the ground under it
     out["bottom"] = out["zg_min"]  # lowest point above the ground under it
