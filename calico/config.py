@@ -56,6 +56,11 @@ class PoolingConfig:
     # clustering
     eps: float = 0.75  # DBSCAN radius (paper)
     min_points: int = 5  # DBSCAN min samples (paper)
+    # far objects' rings: DBSCAN sees heights scaled where adjacent rings lie > ring_eps_share * eps apart
+    # (calico/pooling/rings.py)
+    ring_scaling: bool = True
+    ring_spacing_deg: float = 0.0  # the sensor's ring spacing near the horizon (HDL-32E 1.33, Pandar64 0.167); 0: estimate per cloud
+    ring_eps_share: float = 0.6
     dbscan_backend: str = "numba"  # "numba" (ours, = sklearn's labels, fastest), "dbscan" (PyPI) or "sklearn"
     # filters (calico/pooling/filters.py): bounds a bus/trailer still satisfies
     max_extent: float = 14.0  # m, longest side of a kept cluster's BEV box
@@ -463,7 +468,7 @@ def validate_config(cfg: Config) -> Config:
     for key in ("ground_thresh", "ground_thresh_near", "ground_near_range", "ground_max_slope", "max_bottom",
                 "bottom_support_gap", "bottom_support_max",
                 "pole_min_height", "pole_max_width", "split_max_extent", "bev_split_eps", "bev_split_max_extent",
-                "row_piece_length", "row_max_width", "row_gap", "row_min_length", "row_min_height", "row_max_height"):
+                "row_piece_length", "row_max_width", "row_gap", "ring_spacing_deg", "row_min_length", "row_min_height", "row_max_height"):
         num(p + key, 0)
     for key in ("ground_passes", "min_cluster_points", "split_min_points", "bev_split_min_points",
                 "bev_split_min_piece"):
@@ -472,9 +477,11 @@ def validate_config(cfg: Config) -> Config:
     if cfg.pooling.row_min_height > cfg.pooling.row_max_height:
         bad(p + "row_min_height", cfg.pooling.row_min_height, f"<= pooling.row_max_height ({cfg.pooling.row_max_height})")
     num(p + "split_kept_share", 0, 1)
+    num(p + "ring_eps_share", 0, 1, lo_open=True)
     num(p + "bev_split_share", 0, 1)
     boolean(p + "ground_radial")
     boolean(p + "size_pca")
+    boolean(p + "ring_scaling")
     choice(p + "dbscan_backend", ("numba", "dbscan", "sklearn"))
     sp = cfg.pooling.split_eps
     if not (isinstance(sp, (tuple, list)) and all(_is_num(x) and x > 0 for x in sp)):

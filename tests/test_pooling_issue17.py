@@ -138,3 +138,41 @@ def test_new_options_are_validated(key, value):
     setattr(cfg.pooling, key, value)
     with pytest.raises(ValueError, match=key):
         validate_config(cfg)
+
+
+def _rings(rng, spacing_deg, n_beams, elev0=-10.0, az=2000, max_range=60.0):
+    """A spinning LiDAR at the origin over flat ground (1.8 m below): each beam's returns, up to ``max_range``."""
+    pts = []
+    for b in range(n_beams):
+        e = np.radians(elev0 + b * spacing_deg)
+        a = rng.uniform(-np.pi, np.pi, az)
+        r = np.where(e < 0, -Z0 / np.tan(-e) if e < 0 else np.inf, np.inf)
+        r = np.minimum(r, max_range) * rng.uniform(0.98, 1.0, az)
+        pts.append(np.c_[r * np.cos(a), r * np.sin(a), np.where(e < 0, Z0, r * np.tan(e))])
+    return np.concatenate(pts)
+
+
+@pytest.mark.parametrize("spacing", [1.33, 0.4])
+def test_ring_spacing_is_read_from_the_cloud(spacing):
+    from calico.pooling.rings import estimate_ring_spacing
+
+    rng = np.random.default_rng(5)
+    xyz = _rings(rng, spacing, int(14 / spacing))
+    assert abs(estimate_ring_spacing(xyz) - spacing) < 0.05
+    assert estimate_ring_spacing(rng.uniform(-30, 30, (20000, 3))) == 0.0  # no rings: scaling off
+
+
+def test_far_truck_seen_as_ring_slices_is_one_region():
+    rng = np.random.default_rng(6)
+    c, rng_m = (45.0, 0.0), 45.0
+    gap = rng_m * np.tan(np.radians(1.33))  # 1.04 m between the rings of an HDL-32E at 45 m
+    zs = np.arange(0.3, 3.0, gap)  # three slices of the truck's near face
+    truck = np.concatenate([np.c_[np.full(80, c[0] - 1.25), rng.uniform(-3.5, 3.5, 80), np.full(80, Z0 + z)]
+                            for z in zs])
+    pts = np.concatenate([_ground(rng, half=60, n=60000), truck]).astype(np.float32)
+    box = [[c[0], c[1], Z0 + 1.5, 2.5, 7.0, 3.0, np.pi / 2]]
+    on = semantic_pooling(pts, PoolingConfig(ring_spacing_deg=1.33))
+    assert _found(pts, on, box, "truck") == (1, 1)
+    assert len(np.unique(on[-len(truck):])) == 1
+    off = semantic_pooling(pts, PoolingConfig(ring_scaling=False))  # one cluster per ring: no region holds half
+    assert _found(pts, off, box, "truck") == (0, 1)

@@ -20,6 +20,7 @@ from calico.pooling.bev_split import bev_split
 from calico.pooling.dbscan import dbscan
 from calico.pooling.filters import cluster_stats, keep_clusters, support_below
 from calico.pooling.ground import ground_mask
+from calico.pooling.rings import estimate_ring_spacing, ring_scaled
 from calico.pooling.rows import cut_kept_rows, cut_rows, row_candidates
 
 
@@ -134,11 +135,16 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     cand = np.flatnonzero(~g)
     if len(cand):
         vc = v[cand]
-        lab0 = cluster(vc, cfg)
+        # far away the LiDAR rings of one object lie further apart than eps: cluster on ring-scaled heights
+        vz = vc
+        if cfg.ring_scaling:
+            ring = cfg.ring_spacing_deg if cfg.ring_spacing_deg > 0 else estimate_ring_spacing(v)
+            vz = ring_scaled(vc, h[cand], cfg.eps * cfg.ring_eps_share, ring)
+        lab0 = cluster(vz, cfg)
         # a roof ring seen 1.5-2 m up at range is no canopy when its car's lower ring lies right under it
         sup = support_below(vc, lab0, cfg.ground_cell, cfg.bottom_support_gap, cfg.bottom_support_max) \
             if cfg.bottom_support_gap > 0 else None
-        labels = _split(vc, h[cand], lab0, cfg, tuple(cfg.split_eps), sup)
+        labels = _split(vc, h[cand], lab0, cfg, tuple(cfg.split_eps), sup, vz)
         # rows of barriers short enough to pass the size filters hold several barriers: cut them too
         labels = cut_kept_rows(vc, h[cand], labels, cfg)
         # people side by side, a person by a car: cut kept clusters that fall apart seen from above
@@ -160,19 +166,21 @@ def _with_rows(labels: np.ndarray, keep: np.ndarray, piece: np.ndarray) -> np.nd
 
 
 def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfig,
-           eps_list: tuple[float, ...], sup: np.ndarray | None = None) -> np.ndarray:
+           eps_list: tuple[float, ...], sup: np.ndarray | None = None, xyz_c: np.ndarray | None = None) -> np.ndarray:
     """Apply the filters; clusters rejected as too large are re-clustered at the next, smaller eps.
 
     Clusters at a smaller eps are subsets of those at a larger one, so this only ever cuts clusters (a row
     of parked cars, a pedestrian against a wall) into pieces, which face the filters again. A kept cluster
     that falls apart at the smaller eps into >= 2 pieces holding ``split_kept_share`` of its points each
-    (two pedestrians side by side) is cut as well. Too-large clusters that are rows of barriers (thin, low) are
+    (two pedestrians side by side) is cut as well. ``xyz_c``: the coordinates DBSCAN sees (``ring_scaled``;
+    default ``xyz``), the filters always measure ``xyz``. Too-large clusters that are rows of barriers (thin, low) are
     cut along their axis instead of re-clustered (``rows.cut_rows``: a smaller eps crumbles a row at random
     gaps or into single LiDAR rings, never into its barriers). Returns labels 0..R-1 (-1 semantic-less).
     """
     k = int(labels.max()) + 1
     if k == 0:
         return labels
+    xyz_c = xyz if xyz_c is None else xyz_c
     stats = cluster_stats(xyz, h, labels, k, sup, cfg.size_pca)
     keep = keep_clusters(stats, cfg)
     piece, row = cut_rows(xyz, labels, row_candidates(stats, keep, cfg), cfg)
@@ -188,7 +196,7 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
     idx = np.flatnonzero((labels >= 0) & (retry | (keep & try_kept))[np.maximum(labels, 0)])
     if len(idx) == 0:
         return _with_rows(labels, keep, piece)
-    sub = cluster(xyz[idx], dataclasses.replace(cfg, eps=eps_list[0]))  # one DBSCAN serves both cases
+    sub = cluster(xyz_c[idx], dataclasses.replace(cfg, eps=eps_list[0]))  # one DBSCAN serves both cases
     parent = labels[idx]
     if try_kept:
         nbig = _big_pieces(parent, sub, k, stats["count"], float(cfg.split_kept_share), int(cfg.split_min_points))
@@ -202,6 +210,7 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
         sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points,
                                       split_kept_share=1.0)  # pairs are cut once, at the first smaller eps
         sub_r = _compact(sub[r])
-        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:], None if sup is None else sup[idx[r]])
+        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:], None if sup is None else sup[idx[r]],
+                     xyz_c[idx[r]])
         out[idx[r]] = np.where(res >= 0, res + int(keep.sum()) + n_pieces, -1)
     return out
