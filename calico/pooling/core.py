@@ -21,7 +21,7 @@ from calico.pooling.dbscan import dbscan
 from calico.pooling.filters import cluster_stats, keep_clusters, support_below
 from calico.pooling.ground import ground_mask
 from calico.pooling.rings import estimate_ring_spacing, ring_scaled
-from calico.pooling.rows import cut_kept_rows, cut_rows, row_candidates
+from calico.pooling.rows import cut_rows, row_candidates
 
 
 def cluster(xyz: np.ndarray, cfg: PoolingConfig) -> np.ndarray:
@@ -145,8 +145,6 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
         sup = support_below(vc, lab0, cfg.ground_cell, cfg.bottom_support_gap, cfg.bottom_support_max) \
             if cfg.bottom_support_gap > 0 else None
         labels = _split(vc, h[cand], lab0, cfg, tuple(cfg.split_eps), sup, vz)
-        # rows of barriers short enough to pass the size filters hold several barriers: cut them too
-        labels = cut_kept_rows(vc, h[cand], labels, cfg)
         # people side by side, a person by a car: cut kept clusters that fall apart seen from above
         labels = bev_split(vc, labels, cfg.bev_split_eps, cfg.bev_split_min_points, cfg.bev_split_share,
                            cfg.bev_split_min_piece, cfg.bev_split_max_extent)
@@ -181,9 +179,10 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
     if k == 0:
         return labels
     xyz_c = xyz if xyz_c is None else xyz_c
-    stats = cluster_stats(xyz, h, labels, k, sup, cfg.size_pca)
+    stats = cluster_stats(xyz, h, labels, k, sup, (cfg.max_extent, cfg.max_area) if cfg.size_pca else None)
     keep = keep_clusters(stats, cfg)
     piece, row = cut_rows(xyz, labels, row_candidates(stats, keep, cfg), cfg)
+    keep &= ~row  # a kept row holding several barriers is replaced by its pieces
     n_pieces = int(piece.max(initial=-1)) + 1
     if not eps_list:
         return _with_rows(labels, keep, piece)

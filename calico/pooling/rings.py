@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+_SAMPLE = 4096  # points used
 _BIN_DEG = 0.02  # elevation histogram bin; finer than any ring spacing in use
 _PROMINENCE = 0.3  # of the normalised autocorrelation: HDL-32E keyframes ~0.7-0.9, uniform noise < 0.2
 _ELEV = (-12.0, 4.0)  # degrees: the beams that see objects at range (and the road near the car)
@@ -26,12 +27,15 @@ def estimate_ring_spacing(xyz: np.ndarray, min_range: float = 5.0, lags: tuple[f
     0.16, the Pandar64's 0.167-degree central beams, under the prominence bar): off, which is what 0.167 would
     give too (its rings lie < 0.45 m apart out to 150 m).
     """
+    xyz = xyz[:: max(1, len(xyz) // _SAMPLE)]  # a strided sample keeps every ring (cost: < 0.5 ms)
     r = np.hypot(xyz[:, 0], xyz[:, 1])
     m = r > min_range
     if m.sum() < 1000:
         return 0.0
     e = np.degrees(np.arctan2(xyz[m, 2], r[m]))
-    h, _ = np.histogram(e, bins=int(round((_ELEV[1] - _ELEV[0]) / _BIN_DEG)), range=_ELEV)
+    nbin = int(round((_ELEV[1] - _ELEV[0]) / _BIN_DEG))
+    b = ((e - _ELEV[0]) / _BIN_DEG).astype(np.int64)
+    h = np.bincount(b[(b >= 0) & (b < nbin)], minlength=nbin).astype(np.float64)
     h = h - h.mean()
     n = len(h)
     f = np.fft.rfft(h, 2 * n)

@@ -8,23 +8,23 @@ whose width across its principal axis is at most ``row_max_width`` and whose top
 than ``row_piece_length`` (about one barrier), at its gaps first (``_pieces``). Low kerbs
 (below ``row_min_height``) and walls or hedges taller than a barrier are left to the filters.
 
-A shorter row (5-14 m) passes the size filters as one region holding several barriers, so kept regions that
-are thin and low and at least ``row_min_length`` long are cut the same way (``cut_kept_rows``): longer than
-any car, and trucks, buses and trailers are taller than a barrier.
+A shorter row (5-14 m) passes the size filters as one region holding several barriers, so kept clusters that
+are thin and low and at least ``row_min_length`` long are cut the same way: longer than any car, and trucks,
+buses and trailers are taller than a barrier.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from calico.pooling.filters import cluster_stats
-
 
 def row_candidates(stats: dict[str, np.ndarray], keep: np.ndarray, cfg) -> np.ndarray:
-    """(k,) bool: clusters rejected only because they are too long or too large, low enough to be a row."""
+    """(k,) bool: clusters low enough to be a row that were rejected only because they are too long or too
+    large, or kept but at least ``row_min_length`` long (several barriers in one region)."""
     size = (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area)
+    long_kept = keep & (stats["length"] >= cfg.row_min_length)
     low = stats["bottom"] <= cfg.max_bottom
-    return (~keep & size & low & (stats["count"] >= cfg.min_cluster_points)
+    return (((~keep & size) | long_kept) & low & (stats["count"] >= cfg.min_cluster_points)
             & (stats["length"] <= cfg.split_max_extent)
             & (stats["top"] >= cfg.row_min_height) & (stats["top"] <= cfg.row_max_height))
 
@@ -97,22 +97,3 @@ def _pieces(t: np.ndarray, piece: float, gap: float, first: int) -> tuple[np.nda
         ids[m] = nxt + j
         nxt += n
     return ids, nxt
-
-
-def cut_kept_rows(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, cfg) -> np.ndarray:
-    """Labels 0..R-1 (-1 kept) with kept regions that are rows (thin, low, >= ``row_min_length``) cut into
-    pieces; ``row_piece_length <= 0`` returns ``labels`` unchanged."""
-    k = int(labels.max(initial=-1)) + 1
-    if cfg.row_piece_length <= 0 or k == 0:
-        return labels
-    st = cluster_stats(xyz, ground_h, labels, k)
-    cand = ((st["length"] >= cfg.row_min_length) & (st["top"] >= cfg.row_min_height)
-            & (st["top"] <= cfg.row_max_height))
-    if not cand.any():
-        return labels
-    piece, cut = cut_rows(xyz, labels, cand, cfg)
-    if not cut.any():
-        return labels
-    keep_id = np.where(~cut, np.cumsum(~cut) - 1, -1)
-    out = np.where(labels >= 0, keep_id[np.maximum(labels, 0)], -1)
-    return np.where(piece >= 0, piece + int((~cut).sum()), out)
