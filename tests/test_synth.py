@@ -240,3 +240,20 @@ def test_primitive_intersections_hand_checked():
     t = intersect_cylinders(np.array([0, 4.0, 3.0]), np.array([[0, 0, -1.0]]), np.array([[0.0, 4.0, 0.0]]),
                             np.array([1.0]), np.array([1.0]))
     np.testing.assert_allclose(t[0, 0], 2.0)
+
+
+def test_work_zones_are_opt_in_and_add_barrier_rows():
+    from calico.data.synth.generate import scene_world
+
+    base, _ = scene_world(0, 0, 4)
+    hard, _ = scene_world(0, 0, 4, work_zones=True)
+    n = len(base.objects)
+    # off: the default world; on: the same objects first, then the work zones
+    assert [(o.name, tuple(o.xy0)) for o in hard.objects[:n]] == [(o.name, tuple(o.xy0)) for o in base.objects]
+    extra = hard.objects[n:]
+    barriers = [o for o in extra if o.name == "barrier"]
+    assert {o.name for o in extra} == {"barrier", "traffic_cone"} and len(barriers) >= 12
+    xs = sorted(o.xy0[0] for o in barriers if o.xy0[1] > 0)
+    gaps = np.diff(xs)
+    assert (gaps[gaps < 5] <= 2.9).all() and (gaps < 5).sum() >= 5  # end to end: one DBSCAN cluster per row
+    assert all(abs(abs(o.xy0[1]) - 6.75) < 1e-9 for o in extra)
