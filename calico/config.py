@@ -47,16 +47,24 @@ class PoolingConfig:
 
     # ground: slope-limited lower envelope on a BEV grid (calico/pooling/ground.py)
     ground_cell: float = 1.0  # m, cell of the ground model
-    ground_thresh: float = 0.25  # m above the ground surface still counted as ground
+    ground_thresh: float = 0.15  # m above the ground surface still counted as ground (at and beyond ground_near_range)
+    ground_thresh_near: float = 0.15  # m: the threshold at the sensor, growing linearly to ground_thresh ...
+    ground_near_range: float = 0.0  # m: ... at this BEV range (0: ground_thresh everywhere)
     ground_max_slope: float = 0.1  # rise per metre the ground surface may take from a neighbouring cell
     ground_passes: int = 4  # erosion passes: how far (cells) a low cell pulls others down; 0 = no limit
     ground_radial: bool = True  # also grow a surface from the sensor outward; the lower of the two counts
     # clustering
     eps: float = 0.75  # DBSCAN radius (paper)
     min_points: int = 5  # DBSCAN min samples (paper)
+    # far objects' rings: DBSCAN sees heights scaled where adjacent rings lie > ring_eps_share * eps apart
+    # (calico/pooling/rings.py)
+    ring_scaling: bool = True
+    ring_spacing_deg: float = 0.0  # the sensor's ring spacing near the horizon (HDL-32E 1.33, Pandar64 0.167); 0: estimate per cloud
+    ring_eps_share: float = 0.6
     dbscan_backend: str = "numba"  # "numba" (ours, = sklearn's labels, fastest), "dbscan" (PyPI) or "sklearn"
     # filters (calico/pooling/filters.py): bounds a bus/trailer still satisfies
     max_extent: float = 14.0  # m, longest side of a kept cluster's BEV box
+    size_pca: bool = True  # that box may also lie along the footprint's principal axis (else: axes or diagonals)
     max_area: float = 45.0  # m^2, BEV box area
     max_height: float = 4.5  # m, top of a kept cluster above the ground under it
     max_bottom: float = 1.5  # m, lowest point above ground: higher clusters float (canopy, signs)
@@ -70,6 +78,14 @@ class PoolingConfig:
     split_kept_share: float = 0.3  # also cut kept clusters that split into >= 2 pieces of this share each (1: off)
     split_min_points: int = 5  # fewest points of a piece cut from a rejected cluster (more: purer, lower recall)
     split_max_extent: float = 40.0  # m: longer rejected clusters are not re-clustered (facades, hedges)
+    # rows of barriers: thin, low clusters rejected as too large (and kept ones >= row_min_length) are cut along
+    # their axis into pieces instead of re-clustered (calico/pooling/rows.py)
+    row_piece_length: float = 2.5  # m, longest piece (about one barrier); 0: off
+    row_max_width: float = 1.0  # m, widest row across its principal axis
+    row_gap: float = 0.15  # m: a row is first cut where its points along it lie this far (and 4 spacings) apart
+    row_min_length: float = 6.0  # m: kept regions this long (longer than a car), thin and low are cut as well
+    row_min_height: float = 0.5  # m: top above ground at least this (kerbs and low clutter are not rows) ...
+    row_max_height: float = 1.3  # m: ... and at most this (barriers ~1 m; walls, hedges, cars are taller)
     # kept clusters that fall apart in BEV at a small eps are cut (calico/pooling/bev_split.py)
     bev_split_eps: float = 0.2  # m, (x, y) DBSCAN radius inside kept clusters (> ring point spacing to 35 m); 0: off
     bev_split_min_points: int = 5  # DBSCAN min samples of that re-clustering
@@ -478,16 +494,23 @@ def validate_config(cfg: Config) -> Config:
     p = "pooling."
     for key in ("ground_cell", "eps", "max_extent", "max_area", "max_height", "max_coord"):
         num(p + key, 0, lo_open=True)
-    for key in ("ground_thresh", "ground_max_slope", "max_bottom", "bottom_support_gap", "bottom_support_max",
-                "pole_min_height", "pole_max_width", "split_max_extent", "bev_split_eps", "bev_split_max_extent"):
+    for key in ("ground_thresh", "ground_thresh_near", "ground_near_range", "ground_max_slope", "max_bottom",
+                "bottom_support_gap", "bottom_support_max",
+                "pole_min_height", "pole_max_width", "split_max_extent", "bev_split_eps", "bev_split_max_extent",
+                "row_piece_length", "row_max_width", "row_gap", "ring_spacing_deg", "row_min_length", "row_min_height", "row_max_height"):
         num(p + key, 0)
     for key in ("ground_passes", "min_cluster_points", "split_min_points", "bev_split_min_points",
                 "bev_split_min_piece"):
         num(p + key, 0, integer=True)
     num(p + "min_points", 1, integer=True)
+    if cfg.pooling.row_min_height > cfg.pooling.row_max_height:
+        bad(p + "row_min_height", cfg.pooling.row_min_height, f"<= pooling.row_max_height ({cfg.pooling.row_max_height})")
     num(p + "split_kept_share", 0, 1)
+    num(p + "ring_eps_share", 0, 1, lo_open=True)
     num(p + "bev_split_share", 0, 1)
     boolean(p + "ground_radial")
+    boolean(p + "size_pca")
+    boolean(p + "ring_scaling")
     choice(p + "dbscan_backend", ("numba", "dbscan", "sklearn"))
     sp = cfg.pooling.split_eps
     if not (isinstance(sp, (tuple, list)) and all(_is_num(x) and x > 0 for x in sp)):

@@ -85,7 +85,9 @@ def test_semantic_pooling_regions_and_filters():
     assert np.unique(car1)[0] != np.unique(car2)[0]
     assert (wall < 0).mean() > 0.99  # too long (cut at a smaller eps, a few fragments may remain)
     assert (pole < 0).all()  # tall and thin
-    assert (r[:n0] >= 0).mean() < 0.01
+    # ground returns in regions: the kerb's top edge (0.15 m up) and road next to the wall base; 1.3 % with
+    # the 0.15 m ground threshold (issue 17), 0.8 % with the former 0.25 m
+    assert (r[:n0] >= 0).mean() < 0.015
 
 
 @pytest.mark.parametrize("pts", [np.zeros((0, 3), np.float32), np.zeros((1, 4), np.float32),

@@ -264,3 +264,20 @@ def test_unlabeled_scenes_are_a_separate_small_image_pool(tmp_path, capsys):
     assert "unlabeled 1" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unlabeled_scenes"):
         generate(tmp_path / "bad", unlabeled_scenes=-1, **kw)
+
+
+def test_work_zones_are_opt_in_and_add_barrier_rows():
+    from calico.data.synth.generate import scene_world
+
+    base, _ = scene_world(0, 0, 4)
+    hard, _ = scene_world(0, 0, 4, work_zones=True)
+    n = len(base.objects)
+    # off: the default world; on: the same objects first, then the work zones
+    assert [(o.name, tuple(o.xy0)) for o in hard.objects[:n]] == [(o.name, tuple(o.xy0)) for o in base.objects]
+    extra = hard.objects[n:]
+    barriers = [o for o in extra if o.name == "barrier"]
+    assert {o.name for o in extra} == {"barrier", "traffic_cone"} and len(barriers) >= 12
+    xs = sorted(o.xy0[0] for o in barriers if o.xy0[1] > 0)
+    gaps = np.diff(xs)
+    assert (gaps[gaps < 5] <= 2.9).all() and (gaps < 5).sum() >= 5  # end to end: one DBSCAN cluster per row
+    assert all(abs(abs(o.xy0[1]) - 6.75) < 1e-9 for o in extra)

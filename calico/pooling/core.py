@@ -3,8 +3,9 @@
 After the paper's DBSCAN (eps 0.75 m, 5 points) and the size filters, clusters rejected as too large
 (a row of parked cars, a pedestrian against a hedge) and kept clusters that fall apart into two big pieces
 (two pedestrians side by side) are re-clustered at the smaller ``split_eps`` (see ``_split``); kept clusters
-that still fall apart seen from above are cut last (``bev_split``); measured before/after on the real scene
-and the synthetic world in BENCHMARKS.md.
+that still fall apart seen from above are cut last (``bev_split``). Rows of barriers still too long after the
+last re-clustering are cut into barrier-sized pieces (``rows.cut_rows``). Measured before/after on scene-0916,
+PandaSet and the synthetic world in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from calico.pooling.bev_split import bev_split
 from calico.pooling.dbscan import dbscan
 from calico.pooling.filters import cluster_stats, keep_clusters, support_below
 from calico.pooling.ground import ground_mask
+from calico.pooling.rings import estimate_ring_spacing, ring_scaled
+from calico.pooling.rows import cut_rows, row_candidates
 
 
 def cluster(xyz: np.ndarray, cfg: PoolingConfig) -> np.ndarray:
@@ -127,16 +130,21 @@ def semantic_pooling(points: np.ndarray, cfg: PoolingConfig | None = None,
     if len(valid) == 0:
         return (regions, ground) if return_ground else regions
     g, h = ground_mask(v, cfg.ground_cell, cfg.ground_thresh, cfg.ground_max_slope, cfg.ground_passes,
-                       cfg.ground_radial)
+                       cfg.ground_radial, cfg.ground_thresh_near, cfg.ground_near_range)
     ground[valid] = g
     cand = np.flatnonzero(~g)
     if len(cand):
         vc = v[cand]
-        lab0 = cluster(vc, cfg)
+        # far away the LiDAR rings of one object lie further apart than eps: cluster on ring-scaled heights
+        vz = vc
+        if cfg.ring_scaling:
+            ring = cfg.ring_spacing_deg if cfg.ring_spacing_deg > 0 else estimate_ring_spacing(v)
+            vz = ring_scaled(vc, h[cand], cfg.eps * cfg.ring_eps_share, ring)
+        lab0 = cluster(vz, cfg)
         # a roof ring seen 1.5-2 m up at range is no canopy when its car's lower ring lies right under it
         sup = support_below(vc, lab0, cfg.ground_cell, cfg.bottom_support_gap, cfg.bottom_support_max) \
             if cfg.bottom_support_gap > 0 else None
-        labels = _split(vc, h[cand], lab0, cfg, tuple(cfg.split_eps), sup)
+        labels = _split(vc, h[cand], lab0, cfg, tuple(cfg.split_eps), sup, vz)
         # people side by side, a person by a car: cut kept clusters that fall apart seen from above
         labels = bev_split(vc, labels, cfg.bev_split_eps, cfg.bev_split_min_points, cfg.bev_split_share,
                            cfg.bev_split_min_piece, cfg.bev_split_max_extent)
@@ -149,45 +157,59 @@ def _number(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.where(labels >= 0, np.where(keep, np.cumsum(keep) - 1, -1)[np.maximum(labels, 0)], -1)
 
 
+def _with_rows(labels: np.ndarray, keep: np.ndarray, piece: np.ndarray) -> np.ndarray:
+    """``_number(labels, keep)`` plus the pieces of cut barrier rows (``rows.cut_rows``) as further regions."""
+    out = _number(labels, keep)
+    return np.where(piece >= 0, piece + int(keep.sum()), out)
+
+
 def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfig,
-           eps_list: tuple[float, ...], sup: np.ndarray | None = None) -> np.ndarray:
+           eps_list: tuple[float, ...], sup: np.ndarray | None = None, xyz_c: np.ndarray | None = None) -> np.ndarray:
     """Apply the filters; clusters rejected as too large are re-clustered at the next, smaller eps.
 
     Clusters at a smaller eps are subsets of those at a larger one, so this only ever cuts clusters (a row
     of parked cars, a pedestrian against a wall) into pieces, which face the filters again. A kept cluster
     that falls apart at the smaller eps into >= 2 pieces holding ``split_kept_share`` of its points each
-    (two pedestrians side by side) is cut as well. Returns labels 0..R-1 (-1 for semantic-less points).
+    (two pedestrians side by side) is cut as well. ``xyz_c``: the coordinates DBSCAN sees (``ring_scaled``;
+    default ``xyz``), the filters always measure ``xyz``. Too-large clusters that are rows of barriers (thin, low) are
+    cut along their axis instead of re-clustered (``rows.cut_rows``: a smaller eps crumbles a row at random
+    gaps or into single LiDAR rings, never into its barriers). Returns labels 0..R-1 (-1 semantic-less).
     """
     k = int(labels.max()) + 1
     if k == 0:
         return labels
-    stats = cluster_stats(xyz, h, labels, k, sup)
+    xyz_c = xyz if xyz_c is None else xyz_c
+    stats = cluster_stats(xyz, h, labels, k, sup, (cfg.max_extent, cfg.max_area) if cfg.size_pca else None)
     keep = keep_clusters(stats, cfg)
+    piece, row = cut_rows(xyz, labels, row_candidates(stats, keep, cfg), cfg)
+    keep &= ~row  # a kept row holding several barriers is replaced by its pieces
+    n_pieces = int(piece.max(initial=-1)) + 1
     if not eps_list:
-        return _number(labels, keep)
+        return _with_rows(labels, keep, piece)
     # Clusters far longer than any row of merged objects (building facades, walls and hedges along a street)
     # are not re-clustered: their pieces would only pass the filters as impure regions, at a large cost in
     # time on multi-sweep clouds.
-    retry = ~keep & (stats["count"] >= cfg.min_cluster_points) & (stats["length"] <= cfg.split_max_extent) & (
+    retry = ~keep & ~row & (stats["count"] >= cfg.min_cluster_points) & (stats["length"] <= cfg.split_max_extent) & (
         (stats["length"] > cfg.max_extent) | (stats["area"] > cfg.max_area))
     try_kept = cfg.split_kept_share < 1.0
     idx = np.flatnonzero((labels >= 0) & (retry | (keep & try_kept))[np.maximum(labels, 0)])
     if len(idx) == 0:
-        return _number(labels, keep)
-    sub = cluster(xyz[idx], dataclasses.replace(cfg, eps=eps_list[0]))  # one DBSCAN serves both cases
+        return _with_rows(labels, keep, piece)
+    sub = cluster(xyz_c[idx], dataclasses.replace(cfg, eps=eps_list[0]))  # one DBSCAN serves both cases
     parent = labels[idx]
     if try_kept:
         nbig = _big_pieces(parent, sub, k, stats["count"], float(cfg.split_kept_share), int(cfg.split_min_points))
         cut = keep & (nbig >= 2)
         retry |= cut
         keep &= ~cut
-    out = _number(labels, keep)
+    out = _with_rows(labels, keep, piece)
     r = retry[parent]
     if r.any():
         # pieces must be substantial: a wall or hedge cut at a small eps crumbles into small fragments
         sub_cfg = dataclasses.replace(cfg, eps=eps_list[0], min_cluster_points=cfg.split_min_points,
                                       split_kept_share=1.0)  # pairs are cut once, at the first smaller eps
         sub_r = _compact(sub[r])
-        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:], None if sup is None else sup[idx[r]])
-        out[idx[r]] = np.where(res >= 0, res + int(keep.sum()), -1)
+        res = _split(xyz[idx[r]], h[idx[r]], sub_r, sub_cfg, eps_list[1:], None if sup is None else sup[idx[r]],
+                     xyz_c[idx[r]])
+        out[idx[r]] = np.where(res >= 0, res + int(keep.sum()) + n_pieces, -1)
     return out

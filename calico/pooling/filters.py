@@ -42,6 +42,54 @@ def _minmax(xyz, ground_h, lab, k):
 
 
 @nb.njit(cache=True)
+def _pca_box(xyz, lab, k, want):
+    """Per cluster in ``want`` ((k,) bool), the BEV extents (length >= width) along the principal axis of its
+    footprint and that axis' angle: three numba passes (mean, covariance, extents of the rotated points)."""
+    n = np.zeros(k)
+    m = np.zeros((k, 2))
+    for i in range(len(lab)):
+        a = lab[i]
+        if a >= 0 and want[a]:
+            n[a] += 1
+            m[a, 0] += xyz[i, 0]
+            m[a, 1] += xyz[i, 1]
+    for a in range(k):
+        if n[a] > 0:
+            m[a, 0] /= n[a]
+            m[a, 1] /= n[a]
+    c = np.zeros((k, 3))
+    for i in range(len(lab)):
+        a = lab[i]
+        if a >= 0 and want[a]:
+            dx, dy = xyz[i, 0] - m[a, 0], xyz[i, 1] - m[a, 1]
+            c[a, 0] += dx * dx
+            c[a, 1] += dy * dy
+            c[a, 2] += dx * dy
+    theta = np.zeros(k)
+    co = np.ones(k)
+    si = np.zeros(k)
+    for a in range(k):
+        theta[a] = 0.5 * np.arctan2(2 * c[a, 2], c[a, 0] - c[a, 1])
+        co[a], si[a] = np.cos(theta[a]), np.sin(theta[a])
+    lo = np.zeros((k, 2))
+    hi = np.zeros((k, 2))
+    for a in range(k):
+        if want[a]:
+            lo[a, 0] = lo[a, 1] = np.inf
+            hi[a, 0] = hi[a, 1] = -np.inf
+    for i in range(len(lab)):
+        a = lab[i]
+        if a < 0 or not want[a]:
+            continue
+        t = xyz[i, 0] * co[a] + xyz[i, 1] * si[a]
+        u = -xyz[i, 0] * si[a] + xyz[i, 1] * co[a]
+        lo[a, 0], hi[a, 0] = min(lo[a, 0], t), max(hi[a, 0], t)
+        lo[a, 1], hi[a, 1] = min(lo[a, 1], u), max(hi[a, 1], u)
+    d = hi - lo  # 0 for clusters not wanted
+    return np.maximum(d[:, 0], d[:, 1]), np.minimum(d[:, 0], d[:, 1]), theta
+
+
+@nb.njit(cache=True)
 def _support(xyz, lab, lo0, lo1, cell, ny, nx, gap, max_gap):
     """Per point: does the lowest point of another cluster (or noise) in its BEV cell lie ``gap`` to
     ``max_gap`` below it? One pass keeps per cell the lowest z, its label, and the lowest z of any other
@@ -80,11 +128,14 @@ def support_below(xyz: np.ndarray, labels: np.ndarray, cell: float, gap: float,
 
 
 def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: int,
-                  support: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  support: np.ndarray | None = None,
+                  pca_limits: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
     """Per-cluster statistics for ``labels`` in 0..k-1 (points labelled -1 are ignored); with ``support``
-    (``support_below``) also the share of each cluster's points with something below them."""
+    (``support_below``) also the share of each cluster's points with something below them. With
+    ``pca_limits`` = (max length, max area), clusters whose box exceeds them get the box along their
+    footprint's principal axis instead when that one is smaller."""
     # Extents along the axes and along the diagonals (u, v): the smaller of the two boxes is close to the
-    # minimum-area box for the rectangle-like footprints of vehicles, whatever their heading.
+    # minimum-area box for the rectangle-like footprints of cars, whatever their heading.
     lo, hi, count = _minmax(np.asarray(xyz, np.float64), np.asarray(ground_h, np.float64),
                             np.asarray(labels, np.int64), k)
     out: dict[str, np.ndarray] = {"count": count}
@@ -95,6 +146,15 @@ def cluster_stats(xyz: np.ndarray, ground_h: np.ndarray, labels: np.ndarray, k: 
     axis_better = dx * dy <= du * dv
     out["length"] = np.where(axis_better, np.maximum(dx, dy), np.maximum(du, dv))
     out["width"] = np.where(axis_better, np.minimum(dx, dy), np.minimum(du, dv))
+    if pca_limits is not None:
+        # A long object at a heading between the two box orientations (a 12 m trailer at 22 degrees) has a
+        # box twice its true area in both; the box along its footprint's principal axis fits it. Only
+        # clusters the filters would reject for size need it (three more passes, over their points only).
+        want = (out["length"] > pca_limits[0]) | (out["length"] * out["width"] > pca_limits[1])
+        pl, pw, _ = _pca_box(np.asarray(xyz, np.float64), np.asarray(labels, np.int64), k, want)
+        better = want & (pl * pw < out["length"] * out["width"])
+        out["length"] = np.where(better, pl, out["length"])
+        out["width"] = np.where(better, pw, out["width"])
     out["area"] = out["length"] * out["width"]
     out["top"] = out["zg_max"]  # highest point above the ground under it
     out["bottom"] = out["zg_min"]  # lowest point above the ground under it

@@ -174,13 +174,21 @@ def _radial(grid, step, i0, j0):
 
 
 @nb.njit(cache=True)
-def _classify(xyz, flat, height, thresh):
+def _classify(xyz, flat, height, thresh, thresh_near, near_range):
+    """Ground when within the threshold of the surface; the threshold grows linearly from ``thresh_near`` at
+    the sensor to ``thresh`` at ``near_range`` (``near_range <= 0``: ``thresh`` everywhere)."""
     n = len(xyz)
     ground = np.empty(n, np.bool_)
     h = np.empty(n)
+    grow = near_range > 0
     for i in range(n):
         h[i] = height[flat[i]]
-        ground[i] = xyz[i, 2] <= h[i] + thresh
+        t = thresh
+        if grow:
+            r = np.sqrt(xyz[i, 0] * xyz[i, 0] + xyz[i, 1] * xyz[i, 1])
+            if r < near_range:
+                t = thresh_near + (thresh - thresh_near) * (r / near_range)
+        ground[i] = xyz[i, 2] <= h[i] + t
     return ground, h
 
 
@@ -200,10 +208,18 @@ def ground_surface(xyz: np.ndarray, cell: float = 1.0, max_slope: float = 0.1, p
 
 
 def ground_mask(xyz: np.ndarray, cell: float = 1.0, thresh: float = 0.25, max_slope: float = 0.1,
-                passes: int = 4, radial: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(is_ground (N,) bool, ground_height (N,) float)`` for finite points ``xyz`` (N, 3)."""
+                passes: int = 4, radial: bool = True, thresh_near: float | None = None,
+                near_range: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(is_ground (N,) bool, ground_height (N,) float)`` for finite points ``xyz`` (N, 3).
+
+    ``thresh_near`` / ``near_range``: the threshold at the sensor, growing linearly to ``thresh`` at
+    ``near_range`` metres (BEV distance from the origin, the sensor): near the sensor every cell holds many
+    road returns and the surface is exact, so a tight threshold keeps the bottom of cones and barriers; far
+    away the surface is carried over sparse or occluded cells and needs the looser one.
+    """
     if len(xyz) == 0:
         return np.zeros(0, bool), np.zeros(0)
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
     height, flat = ground_surface(xyz, cell, max_slope, passes, radial)
-    return _classify(xyz, flat, height, thresh)
+    near = thresh if thresh_near is None else thresh_near
+    return _classify(xyz, flat, height, float(thresh), float(near), float(near_range))

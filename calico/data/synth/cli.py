@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="v1.0-synth")
     parser.add_argument("--labels", action="store_true",
                         help="also write what each LiDAR ray hit (labels/*.npy: object id, -2 ground, -3 ego roof)")
+    parser.add_argument("--work-zones", action="store_true",
+                        help="also place rows of barriers and cone tapers on the road margin (pooling's hard cases, "
+                        "issue 17; off by default, so existing worlds are unchanged)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         summary = generate(Path(args.out), scenes=args.scenes, samples_per_scene=args.samples_per_scene,
                            sweeps=args.sweeps, seed=args.seed, image_size=tuple(args.image_size),
                            version=args.version, progress=not args.no_progress, labels=args.labels,
-                           unlabeled_scenes=args.unlabeled_scenes,
+                           work_zones=args.work_zones, unlabeled_scenes=args.unlabeled_scenes,
                            unlabeled_image_size=tuple(args.unlabeled_image_size))
     except ValueError as exc:
         raise CalicoError(str(exc)) from exc

@@ -50,7 +50,7 @@ def _check_args(scenes, samples_per_scene, sweeps, image_size, unlabeled_scenes=
 
 def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, sweeps: int = 3, seed: int = 0,
              image_size: tuple[int, int] = (225, 400), version: str = "v1.0-synth", progress: bool = True,
-             labels: bool = False, unlabeled_scenes: int = 0,
+             labels: bool = False, work_zones: bool = False, unlabeled_scenes: int = 0,
              unlabeled_image_size: tuple[int, int] = (36, 64)) -> dict:
     """Write ``scenes`` procedural scenes of ``samples_per_scene`` keyframes into ``out_dir``.
 
@@ -63,6 +63,7 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
     Returns a summary: scenes, samples, boxes per class, points per keyframe (and within 1 m), seconds.
     The output is a pure function of the arguments (same bytes for the same arguments). ``labels=True`` also
     writes what each LiDAR ray hit (``calico.data.synth.labels``), e.g. to score ground removal.
+    ``work_zones=True`` adds barrier rows and cone tapers (``layout._work_zones``; off: the default world).
     """
     _check_args(scenes, samples_per_scene, sweeps, image_size, unlabeled_scenes)
     start = time.perf_counter()
@@ -82,7 +83,7 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
     total = (scenes + unlabeled_scenes) * samples_per_scene
     bar = tqdm(total=total, desc="calico synth", unit="keyframe", disable=not progress)
     for si in range(scenes + unlabeled_scenes):  # unlabeled scenes last: the labeled ones do not change
-        world, rng = scene_world(seed, si, samples_per_scene)
+        world, rng = scene_world(seed, si, samples_per_scene, work_zones)
         maps.add_scene(world)
         _write_scene(root, version, si, seed, world, rig if si < scenes else small_rig, tok, tables, sensor_tok,
                      cat_tok, attr_tok, samples_per_scene, sweeps, rng, stats, bar, labels)
@@ -106,11 +107,12 @@ def generate(out_dir: str | Path, scenes: int = 4, samples_per_scene: int = 10, 
     }
 
 
-def scene_world(seed: int, index: int, samples_per_scene: int) -> tuple[SceneWorld, np.random.Generator]:
+def scene_world(seed: int, index: int, samples_per_scene: int,
+                work_zones: bool = False) -> tuple[SceneWorld, np.random.Generator]:
     """The world of scene ``index`` (placed in the global map) and the generator its sensors continue with."""
     rng = np.random.default_rng([seed, index])
     duration = (samples_per_scene - 1) * KEYFRAME_US / 1e6
-    world = build_scene(rng, duration)
+    world = build_scene(rng, duration, work_zones)
     world.rotation = float(rng.uniform(-np.pi, np.pi))
     # Scenes sit on a grid in the one map, spaced so that no two scenes' worlds overlap.
     spacing = 2 * float(np.hypot(MAX_EGO_SPEED * duration + MARGIN, MARGIN)) + 50.0

@@ -1,6 +1,6 @@
 """Procedural layout of one scene: a four-lane main road, an optional crossroad with zebra crossings and
 stop lines, raised sidewalks, a car park, a construction lot, buildings, trees, poles, hedges, walls,
-and traffic (right-hand, one constant speed per lane so that nothing in a lane ever collides).
+optional work zones (barrier rows and cone tapers on the road margin), and traffic (right-hand, one constant speed per lane so that nothing in a lane ever collides).
 
 Main road along x, centred on y = 0, lanes at y = -5.25, -1.75 (eastbound) and 1.75, 5.25 (westbound);
 sidewalks at 7 <= |y| <= 11.5; buildings, car park and lot beyond. The ego drives east in lane ``ego_lane_y``.
@@ -27,8 +27,8 @@ def _free_interval(rng, lo, hi, length, forbidden) -> float | None:
     return None
 
 
-def build_scene(rng: np.random.Generator, duration: float) -> SceneWorld:
-    """A random scene for an ego drive of ``duration`` seconds."""
+def build_scene(rng: np.random.Generator, duration: float, work_zones: bool = False) -> SceneWorld:
+    """A random scene for an ego drive of ``duration`` seconds; ``work_zones`` adds ``_work_zones``."""
     ego_speed = float(rng.uniform(3.0, 9.0))
     path = ego_speed * duration
     x0, x1, y0, y1 = -MARGIN, path + MARGIN, -MARGIN, MARGIN
@@ -151,7 +151,33 @@ def build_scene(rng: np.random.Generator, duration: float) -> SceneWorld:
                        raised=raster == SIDEWALK, layers=layers, ego_speed=ego_speed,
                        ego_lane_y=float(rng.choice([-5.25, -1.75])))
     _populate(world, rng, path, xc, park, park_side, lot, forbidden + forbidden_park)
+    if work_zones:  # from a spawned stream: everything else in the scene is the default world's
+        _work_zones(world, rng.spawn(1)[0], xc)
     return world
+
+
+def _work_zones(world: SceneWorld, rng, xc) -> None:
+    """Issue 17's hard cases, opt-in: on each side of the road 1-2 rows of 6-12 barriers end to end (0-0.1 m
+    apart) along the road margin, each row followed by a taper of 4-8 cones. Rows of barriers are one DBSCAN
+    cluster, longer than any object, and cones stand low next to them."""
+    x0, x1, _, _ = world.extent
+    taken = [] if xc is None else [(xc - 14.0, xc + 14.0)]
+    for s in (-1, 1):
+        for _ in range(int(rng.integers(1, 3))):
+            n = int(rng.integers(6, 13))
+            length = n * 2.6 + 12.0
+            start = _free_interval(rng, x0 + 10, x1 - 10, length, taken)
+            if start is None:
+                continue
+            taken.append((start - 2.0, start + length + 2.0))
+            x, y = start, s * 6.75  # between the outer lane (up to |y| 6.5) and the kerb (7.0)
+            for _ in range(n):
+                wlh = jitter_size("barrier", rng)
+                thing(world, "barrier", rng, (x + wlh[0] / 2, y), np.pi / 2, wlh, parked=True)
+                x += wlh[0] + float(rng.uniform(0.0, 0.1))
+            for _ in range(int(rng.integers(4, 9))):
+                x += float(rng.uniform(1.2, 2.0))
+                thing(world, "traffic_cone", rng, (x, y), 0.0, jitter_size("traffic_cone", rng), parked=True)
 
 
 def _seq(rng, lo, hi, gap):
