@@ -47,8 +47,8 @@ class PoolingConfig:
 
     # ground: slope-limited lower envelope on a BEV grid (calico/pooling/ground.py)
     ground_cell: float = 1.0  # m, cell of the ground model
-    ground_thresh: float = 0.15  # m above the ground surface still counted as ground (at and beyond ground_near_range)
-    ground_thresh_near: float = 0.15  # m: the threshold at the sensor, growing linearly to ground_thresh ...
+    ground_thresh: float = 0.2  # m above the ground surface still counted as ground (at and beyond ground_near_range)
+    ground_thresh_near: float = 0.2  # m: the threshold at the sensor, growing linearly to ground_thresh ...
     ground_near_range: float = 0.0  # m: ... at this BEV range (0: ground_thresh everywhere)
     ground_max_slope: float = 0.1  # rise per metre the ground surface may take from a neighbouring cell
     ground_passes: int = 4  # erosion passes: how far (cells) a low cell pulls others down; 0 = no limit
