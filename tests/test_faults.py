@@ -527,7 +527,8 @@ def test_pool_plot_of_a_cloud_with_no_points(tmp_path):
     from calico.pooling.plot import plot_sample
 
     ds = SimpleNamespace(records=[{"token": "tok", "scene_name": "s", "gt_boxes": np.zeros((0, 9), np.float32)}],
-                         load_points=lambda i: np.zeros((0, 5), np.float32), cfg=get_config("cpu"))
+                         load_points=lambda i: np.zeros((0, 5), np.float32), cfg=get_config("cpu"),
+                         index_of=lambda sample: int(sample))  # NuScenesDataset.index_of: token or index
     png = plot_sample(ds, "0", tmp_path / "p.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "afile").write_text("x")
