@@ -49,7 +49,10 @@ def _locked(folder: Path, name: str, exclusive: bool):
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # a file system without locks (some NFS mounts): as before, unlocked
+            pass
         yield
 
 
