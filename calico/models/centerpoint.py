@@ -72,6 +72,14 @@ def circle_nms(xy: np.ndarray, scores: np.ndarray, labels: np.ndarray, thresh: f
     return order[np.asarray(keep, dtype=np.int64)]
 
 
+def task_class_ids(cfg: ModelConfig) -> list[list[int]]:
+    """``model.tasks`` as class ids per task (heatmap channel k of a task <-> its k-th id); names checked."""
+    for name in (n for task in cfg.tasks for n in task):
+        if name not in CLASSES:
+            raise ValueError(f"model.tasks names unknown class {name!r}; classes are {CLASSES}")
+    return [[CLASSES.index(n) for n in task] for task in cfg.tasks]
+
+
 class CenterHead(nn.Module):
     """Shared conv, then per task a SepHead (heatmap + offset/z/log size/sin-cos/velocity)."""
 
@@ -81,12 +89,7 @@ class CenterHead(nn.Module):
         self.pc_range = tuple(data.point_cloud_range)
         self.size = cfg.bev_size
         self.cell = (self.pc_range[3] - self.pc_range[0]) / self.size
-        self.task_classes: list[list[int]] = []
-        for task in cfg.tasks:
-            for name in task:
-                if name not in CLASSES:
-                    raise ValueError(f"model.tasks names unknown class {name!r}; classes are {CLASSES}")
-            self.task_classes.append([CLASSES.index(n) for n in task])
+        self.task_classes = task_class_ids(cfg)
         if len(cfg.nms_radius) != len(cfg.tasks):
             raise ValueError(f"model.nms_radius has {len(cfg.nms_radius)} values for {len(cfg.tasks)} tasks")
         if len(cfg.code_weights) != sum(c for _, c in REG_HEADS):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from calico.config import CLASSES, DataConfig, ModelConfig
-from calico.models.centerpoint import draw_gaussian, gaussian_focal_loss, gaussian_radius
+from calico.models.centerpoint import draw_gaussian, gaussian_focal_loss, gaussian_radius, task_class_ids
 from calico.models.pointpillars import conv_bn_relu
 
 # per-query regression outputs and their channels, in the order of model.code_weights (as CenterPoint's)
@@ -78,12 +78,9 @@ class TransFusionHead(nn.Module):
         self.size = cfg.bev_size
         self.cell = (self.pc_range[3] - self.pc_range[0]) / self.size
         names = [n for task in cfg.tasks for n in task]
-        for name in names:
-            if name not in CLASSES:
-                raise ValueError(f"model.tasks names unknown class {name!r}; classes are {CLASSES}")
         if len(cfg.code_weights) != sum(c for _, c in REG_OUTPUTS):
             raise ValueError(f"model.code_weights needs {sum(c for _, c in REG_OUTPUTS)} values")
-        self.classes = [CLASSES.index(n) for n in names]  # heatmap channel k <-> class id classes[k]
+        self.classes = [c for ids in task_class_ids(cfg) for c in ids]  # heatmap channel k <-> class id classes[k]
         self.no_local_max = [k for k, n in enumerate(names) if n in NO_LOCAL_MAX]
         nc, hc = len(self.classes), cfg.tf_hidden
         self.shared = conv_bn_relu(in_channels, hc)
