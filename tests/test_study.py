@@ -40,6 +40,10 @@ def test_table_mean_and_std_over_seeds():
     md = table(grid, results)
     assert "| 5% | Rand. Init. | L | 32.0 ± 2.8 | 21.0 ± 1.4 |" in md
     assert "| 5% | PRC | L | 40.0 | 25.0 |" in md
+    # rows ascend by fraction whatever order --fractions gave (the first is where --tune tunes)
+    results["rand_l"][0.02] = [{"NDS": 0.1, "mAP": 0.05}]
+    md = table(Grid("t", ("rand_l", "prc"), (0.05, 0.02)), results)
+    assert md.index("| 2% | Rand. Init.") < md.index("| 5% | Rand. Init.")
 
 
 def test_cells_skip_when_done_and_chain_pretraining(tmp_path, monkeypatch):

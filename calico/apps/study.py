@@ -268,8 +268,9 @@ def _ms(values: list[float], scale: float = 100.0) -> str:
 
 def paired_cells(grid: Grid, results: dict[str, dict[float, list[dict]]]):
     """``(fraction, method, baseline, runs, baseline_runs)`` for each pre-trained method of ``grid`` whose
-    random init of the same modality has results at that fraction (the pairs ``paired_table`` compares)."""
-    for fraction in grid.fractions:
+    random init of the same modality has results at that fraction (the pairs ``paired_table`` compares).
+    Fractions ascend whatever order ``--fractions`` gave (its first one is where ``--tune`` tunes)."""
+    for fraction in sorted(grid.fractions):
         for name in grid.methods:
             base = baseline_of(name, grid.methods)
             runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
@@ -303,7 +304,7 @@ def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bo
         cols = ["NDS", "mAP"] + ([f"AP/{c}" for c in CLASSES] if per_class else [])
         head = ["Training Data", "Method", "Modality", "NDS", "mAP"] + (list(CLASSES) if per_class else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for fraction in grid.fractions:
+    for fraction in sorted(grid.fractions):  # ascending, as the paper's tables
         for name in grid.methods:
             runs = results.get(name, {}).get(fraction, [])
             if not runs:
