@@ -30,6 +30,9 @@ class DataConfig:
     dataroot: str = ""
     version: str = "v1.0-trainval"
     cache_dir: str = ""  # where `calico prepare`/`calico pool` write; "" = default (see calico.data.paths)
+    # the splits file ({split: [scene or "scene[start:stop]"]}, calico.data.splits); "" = <dataroot>/<version>/splits.json.
+    # One outside the dataroot splits a read-only dataset (calico/splits/nuscenes_scene0916_frames.json)
+    splits_file: str = ""
     sweeps: int = 10  # earlier LiDAR sweeps aggregated per keyframe (paper: 10)
     ego_crop: float = 1.0  # drop points within this radius (m) of the sensor: the car's self-returns
     point_cloud_range: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
@@ -245,7 +248,7 @@ class AugmentConfig:
 class FinetuneConfig(TrainConfig):
     fraction: float = 1.0
     # split names are roles each version names its own way (calico.data.splits.VERSION_SPLITS: v1.0-mini's train
-    # is mini_train, val mini_val); a dataset's <version>/splits.json wins
+    # is mini_train, val mini_val); a dataset's splits file (data.splits_file) wins
     train_split: str = "train"  # split the label fraction is drawn from
     val_split: str = "val"  # evaluated after training when it exists
     # lr multiplier of the model parts loaded from --init (1: one lr for all, the paper's AdamW); < 1 keeps a
@@ -476,6 +479,8 @@ def validate_config(cfg: Config) -> Config:
     # data
     if not isinstance(cfg.data.dataroot, str):
         bad("data.dataroot", cfg.data.dataroot, "a folder path")
+    if not isinstance(cfg.data.splits_file, str):
+        bad("data.splits_file", cfg.data.splits_file, "a file path, or \"\" for <dataroot>/<version>/splits.json")
     num("data.max_index_sweeps", 0, integer=True)
     mis = cfg.data.max_index_sweeps if isinstance(cfg.data.max_index_sweeps, int) else 10
     num("data.sweeps", 0, max(mis, 0), integer=True)

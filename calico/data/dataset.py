@@ -19,7 +19,7 @@ from calico.data.geometry import invert
 from calico.data.paths import cache_dir
 from calico.data.pointcloud import crop_ego, load_pcd_bin
 from calico.data.prepare import load_index
-from calico.data.splits import fraction_of, split_scene_names
+from calico.data.splits import fraction_of, parse_member, select_records, split_scene_names
 from calico.errors import DataError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -65,8 +65,9 @@ def _draft(image: Image.Image, intrinsics: np.ndarray, size: tuple[int, int]) ->
 class NuScenesDataset(torch.utils.data.Dataset):
     """Keyframe samples of a prepared nuScenes-format dataset.
 
-    ``split``: None (all samples), a custom split of ``<version>/splits.json`` or an official nuScenes one.
-    ``fraction``: keep the scenes of this label fraction (by scene, nested; see ``calico.data.splits``).
+    ``split``: None (all samples), a split of the splits file (``data.splits_file``, default
+    ``<version>/splits.json``; members are scenes or ``scene[start:stop]`` keyframe slices) or an official one.
+    ``fraction``: keep the members of this label fraction (nested; see ``calico.data.splits``).
     ``load_images``: default ``cfg.data.load_images`` when the model uses cameras (``cfg.model.modality``).
     """
 
@@ -77,15 +78,17 @@ class NuScenesDataset(torch.utils.data.Dataset):
         self.root = Path(self.data.dataroot)
         self.index = index if index is not None else load_index(self.data)
         records = self.index["records"]
-        if split is not None:
-            scenes = set(split_scene_names(self.data.dataroot, self.data.version, split))
-            records = [r for r in records if r["scene_name"] in scenes]
+        if split is not None or fraction is not None:
+            # members: scenes or "scene[a:b]" keyframe slices (calico.data.splits), the units of a label fraction
+            if split is not None:
+                members = split_scene_names(self.data.dataroot, self.data.version, split, self.data.splits_file)
+            else:
+                members = sorted({r["scene_name"] for r in records})
+            present = {r["scene_name"] for r in records}
+            members = [m for m in members if parse_member(m)[0] in present]  # as before: scenes in this index
             if fraction is not None:
-                keep = fraction_of(sorted({r["scene_name"] for r in records}), fraction)
-                records = [r for r in records if r["scene_name"] in keep]
-        elif fraction is not None:
-            keep = fraction_of(sorted({r["scene_name"] for r in records}), fraction)
-            records = [r for r in records if r["scene_name"] in keep]
+                members = sorted(fraction_of(members, fraction))
+            records = select_records(records, members)
         if not records:
             raise DataError(f"no samples for split={split!r} fraction={fraction!r}", str(self.root))
         self.records = records

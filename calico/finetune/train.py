@@ -79,7 +79,8 @@ def finetune(cfg: Config, run_dir: str | Path, *, init: str | list[str] | None =
     if dist.is_main():
         from calico.data.splits import resolve_split
 
-        named = resolve_split(cfg.data.dataroot, cfg.data.version, ft.train_split.partition(":")[0])
+        named = resolve_split(cfg.data.dataroot, cfg.data.version, ft.train_split.partition(":")[0],
+                              cfg.data.splits_file)
         shown = repr(ft.train_split) + ("" if named == ft.train_split.partition(":")[0] else f" = {named}")
         print(f"fine-tuning on {len(dataset)} samples (split {shown}, fraction {ft.fraction}), "
               f"modality {cfg.model.modality}")
