@@ -136,3 +136,20 @@ def test_custom_splits_json_and_token_lists(tmp_path):
         split_sample_tokens(nusc, "nope")
     with pytest.raises(DataError, match="not in v1.0-mini"):
         split_sample_tokens(nusc, ["deadbeef"])
+
+
+def test_frame_split_tokens_equal_the_datasets(real_cfg):
+    """A keyframe-slice split scores exactly the samples NuScenesDataset yields for it (time order, not file order)."""
+    import copy
+
+    from calico.data.dataset import NuScenesDataset
+    from calico.data.splits import SPLITS_DIR
+
+    nusc = nusc_or_skip()
+    cfg = copy.deepcopy(real_cfg)
+    cfg.data.splits_file = str(SPLITS_DIR / "nuscenes_scene0916_frames.json")
+    for split, n in (("train", 30), ("val", 8)):
+        tokens = split_sample_tokens(nusc, split, cfg.data.splits_file)
+        assert len(tokens) == n
+        assert tokens == [r["token"] for r in NuScenesDataset(cfg, split=split).records]
+    assert len(split_sample_tokens(nusc, "mini_val", cfg.data.splits_file)) == 41  # official names still work

@@ -1,7 +1,8 @@
 """nuScenes detection metrics computed by the devkit's own code, on official, custom or explicit splits.
 
 ``DetectionEval`` insists on official split names and an existing results file; we need custom versions
-(the synthetic world) and custom splits (``<dataroot>/<version>/splits.json``) and an explicit list of
+(the synthetic world) and custom splits (``data.splits_file``, default ``<dataroot>/<version>/splits.json``,
+with keyframe slices ``scene[start:stop]``) and an explicit list of
 sample tokens (``--max-samples``), so this module resolves the sample tokens itself and then runs exactly
 the ``DetectionEval.evaluate`` path: ``load_gt_of_sample_tokens`` → ``add_center_dist`` →
 ``filter_eval_boxes`` → ``accumulate`` / ``calc_ap`` / ``calc_tp`` → ``DetectionMetrics``.
@@ -21,24 +22,36 @@ from nuscenes.eval.common.data_classes import EvalBoxes
 from nuscenes.eval.common.loaders import (
     add_center_dist,
     filter_eval_boxes,
-    get_samples_of_scenes,
     load_gt_of_sample_tokens,
 )
 from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig
 from nuscenes.eval.detection.evaluate import DetectionEval
 
-from calico.data.splits import split_scene_names
+from calico.data.splits import select_keyframes, split_scene_names
 from calico.errors import DataError
 
 DEFAULT_META = {"use_camera": True, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}
 TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE", "attr_err": "mAAE"}
 
 
-def split_sample_tokens(nusc: NuScenes, split: str | Sequence[str]) -> list[str]:
-    """Sample tokens of ``split``: a list of tokens, a name in ``<dataroot>/<version>/splits.json``, or an
+def scene_sample_tokens(nusc: NuScenes) -> dict[str, list[str]]:
+    """``{scene name: sample tokens}`` in time order, walked from ``first_sample_token`` by ``next``."""
+    out: dict[str, list[str]] = {}
+    for scene in nusc.scene:
+        tokens, token = [], scene["first_sample_token"]
+        while token:
+            tokens.append(token)
+            token = nusc.get("sample", token)["next"]
+        out[scene["name"]] = tokens
+    return out
+
+
+def split_sample_tokens(nusc: NuScenes, split: str | Sequence[str], splits_file: str | None = None) -> list[str]:
+    """Sample tokens of ``split``: a list of tokens, a name in the splits file (``splits_file``, default
+    ``<dataroot>/<version>/splits.json``; members are scenes or ``scene[start:stop]`` keyframe slices), or an
     official nuScenes split name (``train``, ``val``, ``mini_val``, ...).
 
-    The dataset's own ``splits.json`` wins over an official name of the same spelling: the synthetic world
+    The dataset's own splits file wins over an official name of the same spelling: the synthetic world
     declares its own ``train``/``val``, which have nothing to do with the official scene lists (the devkit's
     ``load_gt`` would also assert the version name, which custom versions do not match).
     """
@@ -50,10 +63,11 @@ def split_sample_tokens(nusc: NuScenes, split: str | Sequence[str]) -> list[str]
             raise DataError(f"{len(missing)} sample tokens are not in {nusc.version} (first: {missing[0]!r})",
                             nusc.dataroot)
         return tokens
-    # Same rule as the data layer (custom splits.json first, then official names), so the evaluated
-    # ground truth covers exactly the samples NuScenesDataset(cfg, split) yields.
-    scenes = split_scene_names(nusc.dataroot, nusc.version, split)
-    tokens = get_samples_of_scenes(scenes, nusc)
+    # Same rule as the data layer (splits file first, then official names; slices over the keyframes in time
+    # order, calico.data.splits.select_keyframes), so the evaluated ground truth covers exactly the samples
+    # NuScenesDataset(cfg, split) yields.
+    members = split_scene_names(nusc.dataroot, nusc.version, split, splits_file)
+    tokens = select_keyframes(members, scene_sample_tokens(nusc))
     if not tokens:
         raise DataError(f"split {split!r} has no samples in version {nusc.version}", nusc.dataroot)
     return tokens
