@@ -29,6 +29,7 @@ from calico.config import CAMERAS, CLASSES, DataConfig, get_config
 from calico.data.geometry import invert, transform_matrix, yaw_of
 from calico.data.paths import cache_dir, check_writable
 from calico.data.pointcloud import check_pcd_bin
+from calico.data.splits import custom_splits, splits_path
 from calico.errors import CalicoError, DataError
 from calico.utils.cliargs import DEFAULT_CONFIG, add_data_arguments, data_overrides
 
@@ -252,6 +253,7 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
     t0 = time.time()
     nusc = open_nuscenes(data.dataroot, data.version)
     check_writable(cache_dir(data))  # before the indexing, not after it
+    custom_splits(data.dataroot, data.version, data.splits_file)  # so is a missing or misspelt splits file
     records, bad_all, skipped = [], [], []
     missing_sweeps = dropped_sweeps = 0
     for sample in tqdm(nusc.sample, desc="calico prepare", unit="sample", disable=not progress):
@@ -278,7 +280,7 @@ def prepare(data: DataConfig, skip_bad: bool = False, progress: bool = True) -> 
                         f"(use --skip-bad to drop those samples; a bad sweep only costs its keyframes that "
                         f"sweep):\n{lines}{more}")
     records.sort(key=lambda r: (r["scene_name"], r["timestamp"]))
-    splits_file = Path(nusc.dataroot) / nusc.version / "splits.json"
+    splits_file = splits_path(data.dataroot, data.version, data.splits_file)
     index = {
         "format": INDEX_FORMAT, "version": data.version, "dataroot": str(Path(data.dataroot).resolve()),
         "records": records, "skipped_samples": skipped, "bad_files": bad_all,
@@ -408,32 +410,66 @@ def _current_index(folder: Path) -> tuple[dict[str, Any] | None, str]:
     return index, ""
 
 
-def split_lines(records: list[dict[str, Any]], dataroot: str, version: str) -> list[str]:
+def split_lines(records: list[dict[str, Any]], dataroot: str, version: str,
+                splits_file: str | None = None) -> list[str]:
     """What ``calico prepare`` says about splits: each split's scenes and keyframes in this index (the names a
-    config uses in brackets when the version renames them), scenes in no split, and an empty or missing val."""
-    from calico.data.splits import dataset_splits, has_annotations, split_scene_names
+    config uses in brackets when the version renames them; scenes a keyframe slice takes only in part),
+    scenes in no split, keyframes a slice gap leaves out, keyframes two members or two splits share (a leak),
+    and an empty or missing val."""
+    from calico.data.splits import (
+        dataset_splits,
+        has_annotations,
+        parse_member,
+        scene_keyframes,
+        select_keyframes,
+        split_scene_names,
+    )
 
-    per_scene: dict[str, int] = {}
-    for r in records:
-        per_scene[r["scene_name"]] = per_scene.get(r["scene_name"], 0) + 1
+    keyframes = scene_keyframes(records)
     roles: dict[str, list[str]] = {}
-    for name, resolved in dataset_splits(dataroot, version).items():
+    for name, resolved in dataset_splits(dataroot, version, splits_file).items():
         roles.setdefault(resolved, []).append(name)
     if not roles:
         return [f"splits: none ({version} is not a nuScenes version and has no {version}/splits.json): use "
                 "`calico pretrain --split all`; fine-tuning and evaluation need a splits.json"]
-    lines, covered, counts = ["splits:"], set(), {}
+    lines, warns, picked = ["splits:"], [], {}
     for resolved, names in roles.items():
-        scenes = [s for s in split_scene_names(dataroot, version, names[0]) if s in per_scene]
-        covered |= set(scenes)
-        counts[resolved] = sum(per_scene[s] for s in scenes)
+        members = list(dict.fromkeys(split_scene_names(dataroot, version, names[0], splits_file)))
+        frames = {m: set(select_keyframes([m], keyframes)) for m in members}
+        picked[resolved] = set().union(*frames.values())
+        # two members of one split sharing keyframes: counted once, but likely a typo in a slice
+        by_scene: dict[str, list[str]] = {}
+        for m in members:
+            by_scene.setdefault(parse_member(m)[0], []).append(m)
+        for same in by_scene.values():
+            for i, a in enumerate(same):
+                for b in same[i + 1:]:
+                    if frames[a] & frames[b]:
+                        warns.append(f"warning: split {resolved}: {a} and {b} share {len(frames[a] & frames[b])} "
+                                     "keyframes (counted once)")
+        scenes = {records[i]["scene_name"] for i in picked[resolved]}
+        part = sum(1 for sc in scenes if not set(keyframes[sc]) <= picked[resolved])
         alias = [n for n in names if n != resolved]
         label = resolved + (f" ({', '.join(alias)})" if alias else "")
-        lines.append(f"  {label}: {len(scenes)} scenes, {counts[resolved]} keyframes")
-    rest = [s for s in per_scene if s not in covered]
+        lines.append(f"  {label}: {len(scenes)} scenes{f' ({part} in part)' if part else ''}, "
+                     f"{len(picked[resolved])} keyframes")
+    covered = set().union(*picked.values())
+    rest = [sc for sc, idx in keyframes.items() if not covered & set(idx)]
     if rest:
-        lines.append(f"  in no split: {len(rest)} scenes, {sum(per_scene[s] for s in rest)} keyframes")
-    val = dataset_splits(dataroot, version).get("val")
+        lines.append(f"  in no split: {len(rest)} scenes, {sum(len(keyframes[sc]) for sc in rest)} keyframes")
+    gaps = [sc for sc, idx in keyframes.items() if sc not in rest and not set(idx) <= covered]
+    if gaps:
+        left = sum(len(set(keyframes[sc]) - covered) for sc in gaps)
+        lines.append(f"  in no split, left out of sliced scenes: {left} keyframes of {len(gaps)} scenes")
+    split_names = list(picked)
+    for i, a in enumerate(split_names):
+        for b in split_names[i + 1:]:
+            if picked[a] & picked[b]:
+                warns.append(f"warning: splits {a} and {b} share {len(picked[a] & picked[b])} keyframes (a leak "
+                             "when one trains and the other evaluates)")
+    lines += warns
+    counts = {name: len(idx) for name, idx in picked.items()}
+    val = dataset_splits(dataroot, version, splits_file).get("val")
     if val is None:
         lines.append("note: no 'val' split: fine-tuning skips its evaluation; pass `calico evaluate --split` a "
                      "split this dataset has")
@@ -479,5 +515,5 @@ def run(args: argparse.Namespace) -> int:
               "(keyframes-only copy?); the loader uses the sweeps present")
     if "map_masks" in index:
         print(f"map masks: {index['map_masks']}")
-    print("\n".join(split_lines(recs, data.dataroot, data.version)))
+    print("\n".join(split_lines(recs, data.dataroot, data.version, data.splits_file)))
     return 0
