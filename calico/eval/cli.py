@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="fine-tuning checkpoint ({'model': state_dict, ...})")
     add_data_arguments(parser, dataroot_required=True, config_default="the checkpoint's 'config', else the "
                        "run's config.json next to the checkpoint")
-    parser.add_argument("--split", required=True, help="a <version>/splits.json name, else train / val (the version's: mini_val on v1.0-mini, "
+    parser.add_argument("--split", required=True, help="a name in the splits file (data.splits_file, default <version>/splits.json), else train / val (the version's: mini_val on v1.0-mini, "
                              "test on v1.0-test) or an official name (mini_val, ...)")
     parser.add_argument("--out", required=True, help="output folder for results_nusc.json and the metrics")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
