@@ -188,4 +188,9 @@ def test_real_scene_frame_split(real_cfg):
     times = sorted(r["timestamp"] for r in load_index(cfg.data)["records"])
     assert [r["timestamp"] for r in train.records] == times[:30]
     assert [r["timestamp"] for r in val.records] == times[33:]
-    assert len(NuScenesDataset(cfg, split="train", fraction=0.05)) == 30  # one member: kept whole
+    # train is 6 slices of 5 keyframes: label fractions and train:fit / train:holdout take whole slices
+    assert len(NuScenesDataset(cfg, split="train", fraction=0.05)) == 5
+    assert len(NuScenesDataset(cfg, split="train", fraction=0.5)) == 15
+    fit, held = NuScenesDataset(cfg, split="train:fit"), NuScenesDataset(cfg, split="train:holdout")
+    assert (len(fit), len(held)) == (25, 5)
+    assert not {r["token"] for r in fit.records} & {r["token"] for r in held.records}
