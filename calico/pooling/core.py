@@ -24,20 +24,21 @@ from calico.pooling.rings import estimate_ring_spacing, ring_scaled
 from calico.pooling.rows import cut_rows, row_candidates
 
 
-def cluster(xyz: np.ndarray, cfg: PoolingConfig) -> np.ndarray:
-    """DBSCAN ``xyz`` with the configured backend; int64 labels, -1 for noise."""
+def cluster(xyz: np.ndarray, cfg: PoolingConfig, eps: float | None = None) -> np.ndarray:
+    """DBSCAN ``xyz`` with the configured backend at ``eps`` (default ``cfg.eps``); int64 labels, -1 for noise."""
+    eps = cfg.eps if eps is None else eps
     if cfg.dbscan_backend == "numba":
-        return dbscan(xyz, cfg.eps, cfg.min_points)
+        return dbscan(xyz, eps, cfg.min_points)
     if cfg.dbscan_backend == "dbscan":
         import dbscan as dbscan_pkg  # the PyPI `dbscan` package (exact, C++)
 
-        labels, _ = dbscan_pkg.DBSCAN(np.ascontiguousarray(xyz, dtype=np.float64), eps=cfg.eps,
+        labels, _ = dbscan_pkg.DBSCAN(np.ascontiguousarray(xyz, dtype=np.float64), eps=eps,
                                       min_samples=cfg.min_points)
         return labels.astype(np.int64)
     if cfg.dbscan_backend == "sklearn":
         from sklearn.cluster import DBSCAN
 
-        return DBSCAN(eps=cfg.eps, min_samples=cfg.min_points).fit_predict(xyz).astype(np.int64)
+        return DBSCAN(eps=eps, min_samples=cfg.min_points).fit_predict(xyz).astype(np.int64)
     raise ValueError(f"unknown pooling.dbscan_backend {cfg.dbscan_backend!r} (numba, dbscan or sklearn)")
 
 
@@ -195,7 +196,7 @@ def _split(xyz: np.ndarray, h: np.ndarray, labels: np.ndarray, cfg: PoolingConfi
     idx = np.flatnonzero((labels >= 0) & (retry | (keep & try_kept))[np.maximum(labels, 0)])
     if len(idx) == 0:
         return _with_rows(labels, keep, piece)
-    sub = cluster(xyz_c[idx], dataclasses.replace(cfg, eps=eps_list[0]))  # one DBSCAN serves both cases
+    sub = cluster(xyz_c[idx], cfg, eps_list[0])  # one DBSCAN serves both cases
     parent = labels[idx]
     if try_kept:
         nbig = _big_pieces(parent, sub, k, stats["count"], float(cfg.split_kept_share), int(cfg.split_min_points))

@@ -27,7 +27,12 @@ import numpy as np
 
 _PAD = 2  # cube-index padding: the +-2 neighbour offsets never wrap into another column
 _REACH = 2  # cubes of side eps/sqrt(3): neighbours lie at most 2 cubes away along each axis
-_TABLE_MAX = 1 << 24  # up to this many BEV columns: counting sort and a dense column table (else sorts)
+_TABLE_MAX = 1 << 24
+# neighbour column offsets within +-_REACH, nearest first: the core test's early exit at min_samples comes sooner
+_COLS = sorted(((dx, dy) for dx in range(-_REACH, _REACH + 1) for dy in range(-_REACH, _REACH + 1)),
+               key=lambda d: d[0] ** 2 + d[1] ** 2)
+_COLX = np.array([d[0] for d in _COLS], np.int64)
+_COLY = np.array([d[1] for d in _COLS], np.int64)  # up to this many BEV columns: counting sort and a dense column table (else sorts)
 
 
 @nb.njit(cache=True, inline="always")
@@ -242,7 +247,7 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                 m = _neighbours(j, ucol, colstart, table, coff, False, nk, nlo, nhi)
                 looked = True
             for i in range(a0, a1):
-                cnt = 0
+                cnt = a1 - a0  # the points of its own cube are all neighbours (diagonal eps)
                 for t in range(m):
                     g2 = _column_gap2(colx[nk[t]], coly[nk[t]], fr, i)
                     if g2 > lim:
@@ -251,6 +256,8 @@ def _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, 
                         dz = cz[d] - cz[c]
                         if dz > _REACH:
                             break
+                        if d == c:
+                            continue
                         gz = _gap(dz, fr[i, 2])
                         if g2 + gz * gz > lim:
                             continue
@@ -399,11 +406,8 @@ def dbscan(xyz: np.ndarray, eps: float = 0.75, min_samples: int = 5) -> np.ndarr
     order, p, fr, cstart, cz, ucol, colstart = _sort_cubes(xyz, lo, side, ny, nz, nx * ny)
     table = _column_table(ucol, nx * ny)
     # nearest columns first: the core test's early exit at min_samples then comes sooner
-    cols = sorted(((dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)), key=lambda d: d[0] ** 2 + d[1] ** 2)
-    colx = np.array([d[0] for d in cols], np.int64)
-    coly = np.array([d[1] for d in cols], np.int64)
-    coff = colx * ny + coly
+    coff = _COLX * ny + _COLY
     eps2 = float(eps) ** 2
     lim = 3.0 * (1 + 1e-9) + 1e-9  # eps^2 / side^2, widened: the pruning must never drop a true neighbour
-    return _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, colx, coly, eps2, lim,
+    return _dbscan_sorted(p, fr, order, cstart, cz, ucol, colstart, table, coff, _COLX, _COLY, eps2, lim,
                           max(1, int(min_samples)))

@@ -46,13 +46,14 @@ def estimate_ring_spacing(xyz: np.ndarray, min_range: float = 5.0, lags: tuple[f
     a, b = int(round(lags[0] / _BIN_DEG)), int(round(lags[1] / _BIN_DEG))
     # the first local maximum well above the trough before it: the ring spacing (later peaks are its multiples;
     # a smooth or noisy histogram shows no such peak)
-    trough = ac[0]
-    for lag in range(1, b):
-        trough = min(trough, ac[lag])
-        if lag >= a and ac[lag] >= ac[lag - 1] and ac[lag] >= ac[lag + 1] and ac[lag] >= trough + _PROMINENCE:
-            break
-    else:
+    # (vectorised: a Python loop over the lags cost as much as the rest of the estimate)
+    trough = np.minimum.accumulate(ac[:b])
+    mid = ac[1:b]
+    peak = (mid >= ac[:b - 1]) & (mid >= ac[2:b + 1]) & (mid >= trough[1:b] + _PROMINENCE)
+    peak[:max(0, a - 1)] = False
+    if not peak.any():
         return 0.0
+    lag = int(np.argmax(peak)) + 1
     w = lag + int(np.argmax(ac[lag:min(b, lag + lag // 4 + 2)]))  # the top of a bumpy peak (1/4 of the lag on)
     return w * _BIN_DEG
 
