@@ -31,7 +31,8 @@ step() {  # step NAME CMD...: run, time, append to the table
 }
 
 step prepare $PY -m calico prepare "${COMMON[@]}"
-step pool $PY -m calico pool "${COMMON[@]}" --evaluate
+step pool $PY -m calico pool "${COMMON[@]}"
+step "pool --evaluate" $PY -m calico pool "${COMMON[@]}" --evaluate
 step "pretrain prc ($PRE_EPOCHS epochs, train)" $PY -m calico pretrain --stage prc "${COMMON[@]}" --split train \
     --seed 0 --out "$OUT/prc" --set "pretrain.epochs=$PRE_EPOCHS"
 for arm in rand prc; do

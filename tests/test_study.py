@@ -137,19 +137,25 @@ def test_probe_table_probes_each_pretraining_once_and_caches(tmp_path, monkeypat
 
     calls = []
 
-    def fake_probe(cfg, ckpts, seed=0, **kw):
-        calls.append(list(ckpts))
-        return {c: {"balanced_accuracy": 0.4 + 0.1 * (c != "random"),
+    def fake_probe(cfg, ckpts, seed=0, features="lidar", **kw):
+        calls.append((features, cfg.model.modality, list(ckpts)))
+        acc = 0.3 if features == "camera" else 0.4
+        return {c: {"balanced_accuracy": acc + 0.1 * (c != "random"),
                     "recall": {"background": 0.5, "car": 0.5, "pedestrian": None, "other": 0.1}} for c in ckpts}
 
     monkeypatch.setattr(probe, "run_probe", fake_probe)
     s = Study(tmp_path, "cpu", "D", "v", (0, 1), [], pretrain_seed=0)
     md = study.probe_table(s, Grid("g", ("rand_l", "prc", "calico"), (0.05,)))
-    assert calls == [["random", str(tmp_path / "pretrain" / "prc-s0" / "last.pt"),
-                      str(tmp_path / "pretrain" / "prc+rad-s0" / "last.pt")]]
+    rad = str(tmp_path / "pretrain" / "prc+rad-s0" / "last.pt")
+    # F^LiDAR for every chain; F^Camera (on an L+C model) only for the chain that trains the camera (RAD)
+    assert [(f, ck) for f, _, ck in calls] == [
+        ("lidar", ["random", str(tmp_path / "pretrain" / "prc-s0" / "last.pt"), rad]), ("camera", ["random", rad])]
+    assert calls[1][1] == "L+C"  # the camera probe builds a model with a camera branch
     assert "| Rand. Init. | 0.400 | 0.50 / 0.50 / – / 0.10 |" in md and "| prc + rad | 0.500 |" in md
-    study.probe_table(s, Grid("g", ("rand_l", "prc"), (0.05,)))
-    assert len(calls) == 1  # cached in probe.json
+    camera = md[md.index("F^Camera"):]
+    assert "| Rand. Init. | 0.300 |" in camera and "| prc + rad | 0.400 |" in camera
+    study.probe_table(s, Grid("g", ("rand_l", "prc", "calico"), (0.05,)))
+    assert len(calls) == 2  # both cached in probe.json
 
 
 def test_data_flags_reach_every_run(tmp_path, monkeypatch):

@@ -317,33 +317,51 @@ def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bo
 
 
 def probe_table(study: Study, grid: Grid) -> str:
-    """``calico probe`` (linear probe on frozen F^LiDAR, balanced accuracy on val) for random init and each
-    method's pre-training, cached in ``<out>/probe.json``; the pre-training seed's checkpoints."""
+    """``calico probe`` (linear probe on frozen features, balanced accuracy on val) for random init and each
+    method's pre-training, cached in ``<out>/probe.json``; the pre-training seed's checkpoints. F^LiDAR for
+    every chain; F^Camera too for chains with a stage that trains the camera (RAD, the distillations), whose
+    F^LiDAR is the frozen teacher's and would only repeat the LiDAR row."""
     from calico.eval.probe import run_probe
 
     seed = study.pretrain_seed if study.pretrain_seed is not None else study.seeds[0]
-    ckpts = {"random": "Rand. Init."}
+    rows = {"lidar": {"random": "Rand. Init."}, "camera": {}}
     for name in grid.methods:
-        run = study.pretrain_dir(METHODS[name], seed)
-        if run is not None:
-            ckpts.setdefault(str(run / "last.pt"), " + ".join(stage for stage, _ in METHODS[name].stages))
+        m = METHODS[name]
+        run = study.pretrain_dir(m, seed)
+        if run is None:
+            continue
+        label = " + ".join(stage for stage, _ in m.stages)
+        rows["lidar"].setdefault(str(run / "last.pt"), label)
+        if "C" in m.modality and any(stage_class(stage).needs_images for stage, _ in m.stages):
+            rows["camera"].setdefault("random", "Rand. Init.")
+            rows["camera"].setdefault(str(run / "last.pt"), label)
     cache = study.out / "probe.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
-    todo = [c for c in ckpts if c not in done]
-    if todo:
+    for features, ckpts in rows.items():
+        key = (lambda c: c) if features == "lidar" else (lambda c: f"{c}#camera")  # lidar keys: as before
+        todo = [c for c in ckpts if key(c) not in done]
+        if not todo:
+            continue
         cfg = get_config(study.config, [f"data.dataroot={study.dataroot}", f"data.version={study.version}",
                                          *([f"data.cache_dir={study.cache_dir}"] if study.cache_dir else []),
-                                         f"seed={seed}", *study.overrides])
-        done.update(run_probe(cfg, todo, seed=seed))
+                                         f"seed={seed}", *(["model.modality=L+C"] if features == "camera" else []),
+                                         *study.overrides])
+        done.update({key(c): r for c, r in run_probe(cfg, todo, features=features, seed=seed).items()})
         cache.write_text(json.dumps(done, indent=1, default=lambda x: None))
-    lines = ["Linear probe on frozen F^LiDAR (`calico probe`: occupied BEV cell -> background / car / pedestrian / "
-             "other, fitted on 12 train keyframes, balanced accuracy on val):", "",
-             "| pre-training | balanced accuracy | recall bg / car / ped / other |", "|---|---:|---|"]
-    for ckpt, label in ckpts.items():
-        r = done[ckpt]
-        rec = " / ".join("–" if v is None else f"{v:.2f}" for v in r["recall"].values())
-        lines.append(f"| {label} | {r['balanced_accuracy']:.3f} | {rec} |")
-    return "\n".join(lines)
+    lines = []
+    for features, ckpts in rows.items():
+        if not ckpts:
+            continue
+        name = "F^LiDAR" if features == "lidar" else "F^Camera (the camera branch alone, lifted to BEV)"
+        lines += [f"Linear probe on frozen {name} (`calico probe --features {features}`: occupied BEV cell -> "
+                  "background / car / pedestrian / other, fitted on 12 train keyframes, balanced accuracy on val):",
+                  "", "| pre-training | balanced accuracy | recall bg / car / ped / other |", "|---|---:|---|"]
+        for ckpt, label in ckpts.items():
+            r = done[ckpt if features == "lidar" else f"{ckpt}#camera"]
+            rec = " / ".join("–" if v is None else f"{v:.2f}" for v in r["recall"].values())
+            lines.append(f"| {label} | {r['balanced_accuracy']:.3f} | {rec} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def tuning_table(grid: Grid, tuned: dict[str, dict]) -> str:
