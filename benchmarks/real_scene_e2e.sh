@@ -15,7 +15,8 @@ PRE_EPOCHS=${PRE_EPOCHS:-8}
 FT_EPOCHS=${FT_EPOCHS:-10}
 PY=${PY:-python}
 SPLITS="$PWD/calico/splits/nuscenes_scene0916_frames.json"
-COMMON=(--config cpu --dataroot "$DATA" --version v1.0-mini --cache-dir "$OUT/cache" --set "data.splits_file=$SPLITS")
+DATA_FLAGS=(--dataroot "$DATA" --version v1.0-mini --cache-dir "$OUT/cache" --set "data.splits_file=$SPLITS")
+COMMON=(--config cpu "${DATA_FLAGS[@]}")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$OUT"
 TIMES="$OUT/times.md"
@@ -43,7 +44,8 @@ for arm in rand prc; do
 done
 step "probe random vs prc" $PY -m calico probe --ckpt random "$OUT/prc/last.pt" "${COMMON[@]}" --train-frames 12 \
     --json "$OUT/probe.json"
-step show $PY -m calico show "${COMMON[@]}" --sample 35 --ckpt "$OUT/ft-prc/last.pt" --regions --out "$OUT/show.png"
+# no --config: show builds the model from the checkpoint's own config (this one is LiDAR-only)
+step show $PY -m calico show "${DATA_FLAGS[@]}" --sample 35 --ckpt "$OUT/ft-prc/last.pt" --regions --out "$OUT/show.png"
 step "study (rand_l, prc; fraction 1.0; seed 0)" $PY -m calico study --grid efficiency --methods rand_l prc \
     --fractions 1.0 --seeds 0 "${COMMON[@]}" --out "$OUT/study" --jobs 1 \
     --pretrain-set "pretrain.epochs=$PRE_EPOCHS" --finetune-set "finetune.epochs=$FT_EPOCHS"
