@@ -358,7 +358,7 @@ def probe_table(study: Study, grid: Grid) -> str:
                   "", "| pre-training | balanced accuracy | recall bg / car / ped / other |", "|---|---:|---|"]
         for ckpt, label in ckpts.items():
             r = done[ckpt if features == "lidar" else f"{ckpt}#camera"]
-            rec = " / ".join("–" if v is None else f"{v:.2f}" for v in r["recall"].values())
+            rec = " / ".join("–" if v is None or v != v else f"{v:.2f}" for v in r["recall"].values())  # NaN: none in val
             lines.append(f"| {label} | {r['balanced_accuracy']:.3f} | {rec} |")
         lines.append("")
     return "\n".join(lines).rstrip()
