@@ -27,12 +27,12 @@ import numpy as np
 
 _PAD = 2  # cube-index padding: the +-2 neighbour offsets never wrap into another column
 _REACH = 2  # cubes of side eps/sqrt(3): neighbours lie at most 2 cubes away along each axis
-_TABLE_MAX = 1 << 24
+_TABLE_MAX = 1 << 24  # up to this many BEV columns: counting sort and a dense column table (else sorts)
 # neighbour column offsets within +-_REACH, nearest first: the core test's early exit at min_samples comes sooner
 _COLS = sorted(((dx, dy) for dx in range(-_REACH, _REACH + 1) for dy in range(-_REACH, _REACH + 1)),
                key=lambda d: d[0] ** 2 + d[1] ** 2)
 _COLX = np.array([d[0] for d in _COLS], np.int64)
-_COLY = np.array([d[1] for d in _COLS], np.int64)  # up to this many BEV columns: counting sort and a dense column table (else sorts)
+_COLY = np.array([d[1] for d in _COLS], np.int64)
 
 
 @nb.njit(cache=True, inline="always")
