@@ -316,6 +316,12 @@ def table(grid: Grid, results: dict[str, dict[float, list[dict]]], per_class: bo
     return "\n".join(lines)
 
 
+def _probe_key(ckpt: str, features: str) -> str:
+    """A probe result's key in ``probe.json``: the checkpoint for F^LiDAR (the keys before camera probes
+    existed), ``<ckpt>#camera`` for F^Camera."""
+    return ckpt if features == "lidar" else f"{ckpt}#camera"
+
+
 def probe_table(study: Study, grid: Grid) -> str:
     """``calico probe`` (linear probe on frozen features, balanced accuracy on val) for random init and each
     method's pre-training, cached in ``<out>/probe.json``; the pre-training seed's checkpoints. F^LiDAR for
@@ -338,15 +344,14 @@ def probe_table(study: Study, grid: Grid) -> str:
     cache = study.out / "probe.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
     for features, ckpts in rows.items():
-        key = (lambda c: c) if features == "lidar" else (lambda c: f"{c}#camera")  # lidar keys: as before
-        todo = [c for c in ckpts if key(c) not in done]
+        todo = [c for c in ckpts if _probe_key(c, features) not in done]
         if not todo:
             continue
         cfg = get_config(study.config, [f"data.dataroot={study.dataroot}", f"data.version={study.version}",
                                          *([f"data.cache_dir={study.cache_dir}"] if study.cache_dir else []),
                                          f"seed={seed}", *(["model.modality=L+C"] if features == "camera" else []),
                                          *study.overrides])
-        done.update({key(c): r for c, r in run_probe(cfg, todo, features=features, seed=seed).items()})
+        done.update({_probe_key(c, features): r for c, r in run_probe(cfg, todo, features=features, seed=seed).items()})
         cache.write_text(json.dumps(done, indent=1, default=lambda x: None))
     lines = []
     for features, ckpts in rows.items():
@@ -357,7 +362,7 @@ def probe_table(study: Study, grid: Grid) -> str:
                   "background / car / pedestrian / other, fitted on 12 train keyframes, balanced accuracy on val):",
                   "", "| pre-training | balanced accuracy | recall bg / car / ped / other |", "|---|---:|---|"]
         for ckpt, label in ckpts.items():
-            r = done[ckpt if features == "lidar" else f"{ckpt}#camera"]
+            r = done[_probe_key(ckpt, features)]
             rec = " / ".join("–" if v is None or v != v else f"{v:.2f}" for v in r["recall"].values())  # NaN: none in val
             lines.append(f"| {label} | {r['balanced_accuracy']:.3f} | {rec} |")
         lines.append("")

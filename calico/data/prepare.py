@@ -410,6 +410,12 @@ def _current_index(folder: Path) -> tuple[dict[str, Any] | None, str]:
     return index, ""
 
 
+def _shared(frames: dict[str, set[int]], names: list[str]) -> list[tuple[str, str, int]]:
+    """``(a, b, n)`` for each pair of ``names`` (in order) whose keyframe sets share n > 0 keyframes."""
+    return [(a, b, len(frames[a] & frames[b])) for i, a in enumerate(names) for b in names[i + 1:]
+            if frames[a] & frames[b]]
+
+
 def split_lines(records: list[dict[str, Any]], dataroot: str, version: str,
                 splits_file: str | None = None) -> list[str]:
     """What ``calico prepare`` says about splits: each split's scenes and keyframes in this index (the names a
@@ -442,11 +448,8 @@ def split_lines(records: list[dict[str, Any]], dataroot: str, version: str,
         for m in members:
             by_scene.setdefault(parse_member(m)[0], []).append(m)
         for same in by_scene.values():
-            for i, a in enumerate(same):
-                for b in same[i + 1:]:
-                    if frames[a] & frames[b]:
-                        warns.append(f"warning: split {resolved}: {a} and {b} share {len(frames[a] & frames[b])} "
-                                     "keyframes (counted once)")
+            for a, b, n in _shared(frames, same):
+                warns.append(f"warning: split {resolved}: {a} and {b} share {n} keyframes (counted once)")
         scenes = {records[i]["scene_name"] for i in picked[resolved]}
         part = sum(1 for sc in scenes if not set(keyframes[sc]) <= picked[resolved])
         alias = [n for n in names if n != resolved]
@@ -461,12 +464,9 @@ def split_lines(records: list[dict[str, Any]], dataroot: str, version: str,
     if gaps:
         left = sum(len(set(keyframes[sc]) - covered) for sc in gaps)
         lines.append(f"  in no split, left out of sliced scenes: {left} keyframes of {len(gaps)} scenes")
-    split_names = list(picked)
-    for i, a in enumerate(split_names):
-        for b in split_names[i + 1:]:
-            if picked[a] & picked[b]:
-                warns.append(f"warning: splits {a} and {b} share {len(picked[a] & picked[b])} keyframes (a leak "
-                             "when one trains and the other evaluates)")
+    for a, b, n in _shared(picked, list(picked)):
+        warns.append(f"warning: splits {a} and {b} share {n} keyframes (a leak when one trains and the other "
+                     "evaluates)")
     lines += warns
     counts = {name: len(idx) for name, idx in picked.items()}
     val = dataset_splits(dataroot, version, splits_file).get("val")
