@@ -97,6 +97,22 @@ def test_paired_table_pairs_by_seed_and_flags_intervals_above_zero():
     assert study.baseline_of("calico", ("rand_l", "rand_lc", "calico")) == "rand_lc"
 
 
+def test_paired_table_adds_the_shorter_chain_a_method_extends():
+    # CALICO (prc -> rad) is compared with random init (L+C) and with PRC + random camera (prc): RAD's share
+    assert study.chain_baselines_of("calico", ("rand_lc", "prc_randc", "calico", "prc")) == ["prc_randc"]
+    assert study.chain_baselines_of("prc_randc", ("rand_lc", "prc_randc", "calico")) == []
+    assert study.chain_baselines_of("prc_bevdistill", ("prc_randc", "calico")) == ["prc_randc"]
+    grid = Grid("t", ("rand_lc", "prc_randc", "calico"), (0.05,))
+    results = {"rand_lc": {0.05: [{"seed": s, "mAP": 0.10} for s in (0, 1)]},
+               "prc_randc": {0.05: [{"seed": 0, "mAP": 0.12}, {"seed": 1, "mAP": 0.14}]},
+               "calico": {0.05: [{"seed": 0, "mAP": 0.15}, {"seed": 1, "mAP": 0.17}]}}
+    rows = [line for line in study.paired_table(grid, results, metrics=("mAP",)).splitlines() if "| 5%" in line]
+    assert [r.split(" | ")[1:3] for r in rows] == [["PRC+Rand. Init. (C)", "Rand. Init. (L+C)"],
+                                                   ["CALICO", "Rand. Init. (L+C)"],
+                                                   ["CALICO", "PRC+Rand. Init. (C)"]]
+    assert "+3.0" in rows[2]  # per seed +3, +3: the later RAD stage's share
+
+
 def test_tuning_uses_train_holdout_and_shared_pretraining(tmp_path, monkeypatch):
     calls: list[list[str]] = []
     scores = iter([0.2, 0.4, 0.5, 0.1])

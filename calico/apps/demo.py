@@ -178,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def paired_sentences(grid: Grid, results: dict, metric: str = "mAP") -> list[str]:
-    """One sentence per pre-trained arm: its paired difference to the random init of its modality in
-    ``metric`` with the 95 % t-interval, and what the interval does (not) show."""
+    """One sentence per pair of ``paired_cells`` (a pre-trained arm against the random init of its modality; the
+    demo's grids hold no shorter chains): the paired difference in ``metric`` with the 95 % t-interval, and
+    what the interval does (not) show."""
     from calico.eval.stats import paired_difference
 
     out = []

@@ -82,3 +82,12 @@ def baseline_of(name: str, methods: tuple[str, ...]) -> str | None:
         return None
     return next((m for m in methods if not METHODS[m].stages and METHODS[m].modality == METHODS[name].modality),
                 None)
+
+
+def chain_baselines_of(name: str, methods: tuple[str, ...]) -> list[str]:
+    """The pre-trained methods in ``methods`` of the same modality whose pre-training chain is a strict prefix
+    of ``name``'s (CALICO's prc -> rad against PRC + random camera's prc): the pair isolates what the later
+    stages add, as both share the earlier checkpoints and the fine-tuning seeds."""
+    chain = METHODS[name].stages
+    return [m for m in methods if m != name and METHODS[m].modality == METHODS[name].modality
+            and 0 < len(METHODS[m].stages) < len(chain) and chain[:len(METHODS[m].stages)] == METHODS[m].stages]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calico.apps.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of  # noqa: F401 (re-exported)
+from calico.apps.grids import GRIDS, METHODS, TUNE_CANDIDATES, Grid, Method, baseline_of, chain_baselines_of  # noqa: F401 (re-exported)
 from calico.config import CLASSES, MAP_CLASSES, get_config
 from calico.errors import CalicoError
 from calico.eval.stats import paired_difference, summarize
@@ -268,20 +268,24 @@ def _ms(values: list[float], scale: float = 100.0) -> str:
 
 def paired_cells(grid: Grid, results: dict[str, dict[float, list[dict]]]):
     """``(fraction, method, baseline, runs, baseline_runs)`` for each pre-trained method of ``grid`` whose
-    random init of the same modality has results at that fraction (the pairs ``paired_table`` compares).
-    Fractions ascend whatever order ``--fractions`` gave (its first one is where ``--tune`` tunes)."""
+    random init of the same modality has results at that fraction, then against each method of the grid
+    whose chain its own extends (``chain_baselines_of``: CALICO vs PRC + random camera isolates RAD): the
+    pairs ``paired_table`` compares. Fractions ascend whatever order ``--fractions`` gave (its first one is
+    where ``--tune`` tunes)."""
     for fraction in sorted(grid.fractions):
         for name in grid.methods:
-            base = baseline_of(name, grid.methods)
-            runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
-            if base is not None and runs and ref:
-                yield fraction, name, base, runs, ref
+            bases = [baseline_of(name, grid.methods), *chain_baselines_of(name, grid.methods)]
+            for base in bases:
+                runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
+                if base is not None and runs and ref:
+                    yield fraction, name, base, runs, ref
 
 
 def paired_table(grid: Grid, results: dict[str, dict[float, list[dict]]],
                  metrics: tuple[str, ...] = ("mAP", "NDS", "AP/car", "AP/pedestrian")) -> str:
-    """Each pre-trained method against the random init of its modality: the paired difference per seed, its
-    mean and 95 % t-interval (values in points of %); ``*`` marks an interval above zero."""
+    """Each pre-trained method against the random init of its modality (and the shorter chains it extends,
+    ``paired_cells``): the paired difference per seed, its mean and 95 % t-interval (values in points of %);
+    ``*`` marks an interval above zero."""
     head = ["Training Data", "Method", "vs", "seeds"] + [f"Δ {m}" for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for fraction, name, base, runs, ref in paired_cells(grid, results):
@@ -445,7 +449,8 @@ def run(args: argparse.Namespace) -> int:
     md += table(grid, results, per_class=True)
     if any(METHODS[m].stages for m in grid.methods):
         md += "\n\n" + probe_table(study, grid)
-        md += ("\n\nPaired difference to the random init of the same modality (same fine-tuning seed: data order, "
+        md += ("\n\nPaired difference to the random init of the same modality, and to a shorter pre-training chain "
+               "the method extends (same fine-tuning seed: data order, "
                "head initialisation, augmentation), mean [95 % t-interval over seeds], points of %; "
                "* = interval above zero:\n\n" + paired_table(grid, results))
     (out / f"{args.grid}.md").write_text(md + "\n")
