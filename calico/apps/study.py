@@ -274,10 +274,10 @@ def paired_cells(grid: Grid, results: dict[str, dict[float, list[dict]]]):
     where ``--tune`` tunes)."""
     for fraction in sorted(grid.fractions):
         for name in grid.methods:
-            bases = [baseline_of(name, grid.methods), *chain_baselines_of(name, grid.methods)]
-            for base in bases:
-                runs, ref = results.get(name, {}).get(fraction, []), results.get(base, {}).get(fraction, [])
-                if base is not None and runs and ref:
+            runs = results.get(name, {}).get(fraction, [])
+            for base in filter(None, [baseline_of(name, grid.methods), *chain_baselines_of(name, grid.methods)]):
+                ref = results.get(base, {}).get(fraction, [])
+                if runs and ref:
                     yield fraction, name, base, runs, ref
 
 
