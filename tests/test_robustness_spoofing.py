@@ -116,3 +116,16 @@ def test_real_template_matches_real_car():
     from calico.robustness.make_spoof_template import build_template
     rebuilt = build_template(str(SCENE))
     np.testing.assert_allclose(rebuilt["points"], tpl, atol=1e-5)
+
+
+def test_spot_score_and_attack_success_by_hand():
+    # cars at 1 m (score 0.2) and 3 m (score 0.9) from the spot, a pedestrian on it (0.95)
+    dets = {"boxes": np.array([[11.0, 0, 0], [13.0, 0, 0], [10.0, 0, 0]]), "scores": np.array([0.2, 0.9, 0.95]),
+            "labels": np.array([0, 0, 8])}
+    spot = np.array([10.0, 0.0, 0.0])
+    assert S.spot_score(dets, spot, class_id_car=0, radius=2.0) == 0.2
+    assert S.spot_score(dets, spot, class_id_car=0, radius=3.0) == 0.9
+    assert not S.attack_success(dets, spot, score_thr=0.3) and S.attack_success(dets, spot, score_thr=0.2)
+    none = {"boxes": np.zeros((0, 9)), "scores": np.zeros(0), "labels": np.zeros(0, np.int64)}
+    # no detection is no success, even at threshold 0
+    assert S.spot_score(none, spot) == 0.0 and not S.attack_success(none, spot, score_thr=0.0)

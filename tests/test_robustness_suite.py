@@ -176,6 +176,11 @@ def test_run_spoofing_asr():
             for k in range(3)]
     res = SU.run_spoofing(SpotDetector(need=80), base, trace_sizes=(60, 100, 200))
     assert res["60"]["asr"] == 0.0 and res["100"]["asr"] == 1.0 and res["200"]["frames"] == 3
+    # mean car score at the spot over the attacked frames: nothing there when clean, the detector's 1.0 when found
+    assert [res[k]["spot_score_clean"] for k in ("60", "100")] == [0.0, 0.0]
+    assert [res[k]["spot_score_attacked"] for k in ("60", "100")] == [0.0, 1.0]
+    table = SU.spoofing_table(res)
+    assert "| 100 | 100.0 % | 3 | 0.000 → 1.000 |" in table and "| 60 | 0.0 % | 3 | 0.000 → 0.000 |" in table
     # a detector that already sees a car there on clean frames: nothing is counted as attacked
     res = SU.run_spoofing(AlwaysCar(), base, trace_sizes=(60,))
     assert res["60"]["frames"] == 0 and res["60"]["skipped"]["car_already_there"] == 3

@@ -121,16 +121,25 @@ def spoof(points: np.ndarray, n_points: int, rng: np.random.Generator, lidar2ego
     return np.concatenate([points.astype(np.float32), injected]), place["spot"]
 
 
-def attack_success(detections: Mapping[str, Any], spot: np.ndarray, class_id_car: int = 0,
-                   score_thr: float = 0.3, radius: float = 2.0) -> bool:
-    """True when a detection of class ``class_id_car`` with score >= ``score_thr`` has its BEV centre
-    within ``radius`` m of ``spot``. ``detections``: {"boxes" (N, >=2) LiDAR frame, "scores" (N,),
+def spot_score(detections: Mapping[str, Any], spot: np.ndarray, class_id_car: int = 0,
+               radius: float = 2.0) -> float:
+    """The highest score of a class-``class_id_car`` detection whose BEV centre lies within ``radius`` m of
+    ``spot`` (0 when there is none). ``detections``: {"boxes" (N, >=2) LiDAR frame, "scores" (N,),
     "labels" (N,)}, numpy or torch."""
     boxes, scores, labels = (np.asarray(_to_numpy(detections[k])) for k in ("boxes", "scores", "labels"))
     if len(boxes) == 0:
-        return False
+        return 0.0
     dist = np.linalg.norm(boxes[:, :2] - np.asarray(spot)[None, :2], axis=1)
-    return bool(((labels == class_id_car) & (scores >= score_thr) & (dist <= radius)).any())
+    near = (labels == class_id_car) & (dist <= radius)
+    return float(scores[near].max()) if near.any() else 0.0
+
+
+def attack_success(detections: Mapping[str, Any], spot: np.ndarray, class_id_car: int = 0,
+                   score_thr: float = 0.3, radius: float = 2.0) -> bool:
+    """True when a detection of class ``class_id_car`` with score >= ``score_thr`` has its BEV centre
+    within ``radius`` m of ``spot`` (:func:`spot_score` >= ``score_thr``)."""
+    score = spot_score(detections, spot, class_id_car, radius)
+    return score > 0.0 and score >= score_thr  # 0 means no detection there, whatever the threshold
 
 
 def asr(successes: list[bool]) -> float:

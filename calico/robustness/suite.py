@@ -26,7 +26,7 @@ from calico.data.batch import move_to
 from calico.robustness import sensors
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from calico.robustness.metrics import attack_success_rate, mean_corruption_error, metric_drop
-from calico.robustness.spoofing import TRACE_SIZES, attack_success, spoof
+from calico.robustness.spoofing import TRACE_SIZES, attack_success, spoof, spot_score
 
 Sample = dict[str, Any]
 SUITES = ("corruptions", "spoofing", "dropout", "calibration")
@@ -143,7 +143,11 @@ def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_size
                  class_id_car: int = 0, score_thr: float = 0.3, radius: float = 2.0, max_frames: int | None = None,
                  device: torch.device | str = "cpu") -> dict[str, Any]:
     """ASR per trace size. A frame is attacked only when its spot is free space and the clean model does
-    not already report a car there (otherwise success would not be the attack's doing)."""
+    not already report a car there (otherwise success would not be the attack's doing).
+
+    Beside the ASR at ``score_thr``, each size reports the mean car score at the spot
+    (:func:`~calico.robustness.spoofing.spot_score`) on the attacked frames, clean and attacked: it shows how
+    far a trace pushes a model towards a fake car even where no frame crosses the threshold."""
     model.eval()
     n = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     out: dict[str, Any] = {}
@@ -151,6 +155,7 @@ def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_size
     for size in trace_sizes:
         pert = spoofing(size, seed=seed)
         successes, skipped = [], {"car_already_there": 0}
+        scores_clean, scores_attacked = [], []
         for i in tqdm(range(n), desc=f"spoof {size} pts", leave=False):
             clean = dataset[i]
             attacked = pert(clean, i)
@@ -160,10 +165,18 @@ def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_size
             if attack_success(clean_dets[i], spot, class_id_car, score_thr, radius):
                 skipped["car_already_there"] += 1
                 continue
-            successes.append(attack_success(detect(model, [attacked], device)[0], spot, class_id_car, score_thr, radius))
+            dets = detect(model, [attacked], device)[0]
+            successes.append(attack_success(dets, spot, class_id_car, score_thr, radius))
+            scores_clean.append(spot_score(clean_dets[i], spot, class_id_car, radius))
+            scores_attacked.append(spot_score(dets, spot, class_id_car, radius))
         out[str(size)] = {"asr": attack_success_rate(successes) if successes else float("nan"),
-                          "frames": len(successes), "skipped": skipped}
+                          "frames": len(successes), "skipped": skipped, "score_thr": score_thr,
+                          "spot_score_clean": _mean(scores_clean), "spot_score_attacked": _mean(scores_attacked)}
     return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
 
 # -- the metric suites ------------------------------------------------------------------------------
@@ -247,9 +260,12 @@ def results_table(results: dict[str, Any]) -> str:
 
 
 def spoofing_table(spoofing: dict[str, Any]) -> str:
-    """ASR per trace size (``run_spoofing``'s result) as Markdown."""
-    lines = ["| trace points | ASR | frames |", "|---:|---:|---:|"]
-    lines += [f"| {size} | {100 * d['asr']:.1f} % | {d['frames']} |" for size, d in spoofing.items()]
+    """ASR per trace size (``run_spoofing``'s result) as Markdown, with the mean car score at the spot."""
+    lines = ["| trace points | ASR | frames | mean car score at the spot, clean → attacked |", "|---:|---:|---:|---:|"]
+    for size, d in spoofing.items():
+        score = (f"{d['spot_score_clean']:.3f} → {d['spot_score_attacked']:.3f}" if "spot_score_attacked" in d
+                 else "–")  # results written before the spot score existed
+        lines.append(f"| {size} | {100 * d['asr']:.1f} % | {d['frames']} | {score} |")
     return "\n".join(lines)
 
 
