@@ -198,3 +198,25 @@ def test_data_flags_reach_every_run(tmp_path, monkeypatch):
     calls.clear()
     assert study.run(parser.parse_args([*common, "--out", str(tmp_path / "b")])) == 0
     assert calls and not any("--cache-dir" in c for c in calls)
+
+
+def test_tuning_table_names_the_fraction_the_tuning_ran_at(tmp_path):
+    """A study folder tuned at 5 % and resumed with --fractions 0.5 reuses the 5 % tuning: the report says 5 %."""
+    s = Study(str(tmp_path), "cpu", "D", "v", (0,), [], pretrain_seed=0)
+    for name, kind in (("rand_l", "random"), ("prc", "pretrained")):
+        for k, _ in enumerate(study.TUNE_CANDIDATES[kind]):
+            d = s.tune_dir(name, k)
+            (d / "eval").mkdir(parents=True)
+            (d / "eval" / "metrics.json").write_text(json.dumps({"mAP": 0.1 * (k + 1), "NDS": 0.2}))
+            (d / "finetune").mkdir()
+            (d / "finetune" / "config.json").write_text(json.dumps({"finetune": {"fraction": 0.05}}))
+    grid = Grid("g", ("rand_l", "prc"), (0.5,))
+    tuned = s.tuned(grid)
+    assert tuned["rand_l"]["fraction"] == 0.05 and tuned["prc"]["fraction"] == 0.05
+    table = study.tuning_table(grid, tuned)
+    assert "at 5% labels" in table and "50%" not in table
+    # a method whose tuning cells do not record it falls back to the grid's first fraction, tagged per row
+    (s.tune_dir("prc", 0) / "finetune" / "config.json").unlink()
+    (s.tune_dir("prc", 1) / "finetune" / "config.json").unlink()
+    table = study.tuning_table(grid, s.tuned(grid))
+    assert "at 5% / 50% labels" in table and "(at 50%)" in table and "(at 5%)" in table

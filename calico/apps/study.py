@@ -227,7 +227,11 @@ class Study:
 
     def tuned(self, grid: Grid) -> dict[str, dict]:
         """Per method the best ``TUNE_CANDIDATES`` entry by held-out mAP (then NDS):
-        ``{method: {"sets": [...], "mAP": .., "NDS": .., "all": [(sets, mAP, NDS), ...]}}``."""
+        ``{method: {"sets": [...], "mAP": .., "NDS": .., "all": [(sets, mAP, NDS), ...], "fraction": f}}``.
+
+        ``fraction``: the label fraction the tuning cells actually ran at, read from their run folders (None
+        when unreadable). A study tunes once per folder, at the first fraction of the run that tuned; a resumed
+        run with other fractions reuses those cells, so the report must not name its own first fraction."""
         best: dict[str, dict] = {}
         for name in grid.methods:
             kind = "pretrained" if METHODS[name].stages else "random"
@@ -239,8 +243,20 @@ class Study:
                     scored.append((list(cand), m.get("mAP", float("nan")), m.get("NDS", float("nan"))))
             if scored:
                 sets, mAP, nds = max(scored, key=lambda x: (np.nan_to_num(x[1], nan=-1), np.nan_to_num(x[2], nan=-1)))
-                best[name] = {"sets": sets, "mAP": mAP, "NDS": nds, "all": scored}
+                best[name] = {"sets": sets, "mAP": mAP, "NDS": nds, "all": scored,
+                              "fraction": self._tune_fraction(name, kind)}
         return best
+
+    def _tune_fraction(self, name: str, kind: str) -> float | None:
+        """The label fraction of ``name``'s tuning cells (their resolved ``config.json``); None if unknown."""
+        fractions = set()
+        for k in range(len(TUNE_CANDIDATES[kind])):
+            path = self.tune_dir(name, k) / "finetune" / "config.json"
+            try:
+                fractions.add(float(json.loads(path.read_text())["finetune"]["fraction"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return fractions.pop() if len(fractions) == 1 else None
 
     def results(self, grid: Grid) -> dict[str, dict[float, list[dict]]]:
         """Metrics of the grid's finished cells: {method: {fraction: [metrics per seed]}}."""
@@ -374,13 +390,21 @@ def probe_table(study: Study, grid: Grid) -> str:
 
 
 def tuning_table(grid: Grid, tuned: dict[str, dict]) -> str:
-    """What each method chose on the held-out train scenes (fraction ``grid.fractions[0]``, first seed)."""
-    lines = [f"Tuning on train:fit -> train:holdout at {grid.fractions[0] * 100:g}% labels "
+    """What each method chose on the held-out train scenes (first seed), at the fraction its tuning cells
+    ran at (``Study.tuned``; a method whose cells do not say is reported at ``grid.fractions[0]``, where a
+    fresh study tunes). The chosen setting serves every fraction of the study."""
+    def at(t: dict) -> float:
+        return grid.fractions[0] if t.get("fraction") is None else t["fraction"]
+
+    fractions = sorted({at(t) for t in tuned.values()}) or [grid.fractions[0]]
+    where = " / ".join(f"{f * 100:g}%" for f in fractions)
+    lines = [f"Tuning on train:fit -> train:holdout at {where} labels, the setting then used at every fraction "
              "(held-out mAP / NDS in % per candidate; the chosen one in bold):", "",
              "| Method | candidates | chosen |", "|---|---|---|"]
     for name, t in tuned.items():
         cands = "; ".join(f"{' '.join(s)}: {m * 100:.1f} / {n * 100:.1f}" for s, m, n in t["all"])
-        lines.append(f"| {METHODS[name].label} | {cands} | **{' '.join(t['sets'])}** |")
+        tag = f" (at {at(t) * 100:g}%)" if len(fractions) > 1 else ""
+        lines.append(f"| {METHODS[name].label}{tag} | {cands} | **{' '.join(t['sets'])}** |")
     return "\n".join(lines)
 
 
