@@ -129,3 +129,22 @@ def test_spot_score_and_attack_success_by_hand():
     none = {"boxes": np.zeros((0, 9)), "scores": np.zeros(0), "labels": np.zeros(0, np.int64)}
     # no detection is no success, even at threshold 0
     assert S.spot_score(none, spot) == 0.0 and not S.attack_success(none, spot, score_thr=0.0)
+
+
+def test_spoof_every_sweep_adds_one_trace_per_sweep_time():
+    t = np.eye(4)
+    pts = ground_cloud()
+    pts = np.concatenate([pts, pts, pts])
+    pts[:, 4] = np.repeat([0.0, 0.05, 0.1], len(pts) // 3)
+    one, spot1 = S.spoof(pts, 60, np.random.default_rng(5), t)
+    every, spot3 = S.spoof(pts, 60, np.random.default_rng(5), t, every_sweep=True)
+    np.testing.assert_array_equal(spot1, spot3)
+    assert len(one) == len(pts) + 60 and len(every) == len(pts) + 180
+    added = every[len(pts):]
+    assert sorted(np.unique(added[:, 4]).tolist()) == [0.0, np.float32(0.05), np.float32(0.1)]
+    # the keyframe's trace is the single-scan attack's (same draws first); the others are fresh subsets
+    np.testing.assert_array_equal(added[:60], one[len(pts):])
+    assert not np.array_equal(added[60:120, :3], added[:60, :3])
+    # every trace lies on the same fake car
+    for k in range(3):
+        np.testing.assert_allclose(added[60 * k:60 * (k + 1), :2].mean(0), added[:60, :2].mean(0), atol=0.6)

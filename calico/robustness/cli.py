@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", default="", help="method name shown in the plots (default: --out's name)")
     parser.add_argument("--score-thr", type=float, default=0.3, help="spoofing: detection score threshold")
     parser.add_argument("--max-frames", type=int, default=None, help="spoofing: attack at most this many frames")
+    parser.add_argument("--spoof-every-sweep", action="store_true",
+                        help="spoofing: put the trace in every sweep of the input (a static fake car, a spoofer "
+                             "that keeps firing), not only in the keyframe scan as the paper's digital attack does")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--plot", nargs="+", metavar="RESULTS", help="plot these robustness.json files instead")
 
@@ -162,7 +165,8 @@ def _finish_protocol(args: argparse.Namespace, model: Any, cfg: Any, out: Path, 
 
         dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
         results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
-                                                 max_frames=args.max_frames, device=args.device)
+                                                 max_frames=args.max_frames, device=args.device,
+                                                 every_sweep=args.spoof_every_sweep)
         tables.append(suite.spoofing_table(results["spoofing"]))
     if args.protocol == "paper":
         results["paper_fractions"] = {p: protocols.PAPER_FRACTIONS[p] for p in parts}
@@ -236,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
         dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
         results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
-                                                 max_frames=args.max_frames, device=args.device)
+                                                 max_frames=args.max_frames, device=args.device,
+                                                 every_sweep=args.spoof_every_sweep)
     path = suite.save_results(results, out)
     print(suite.results_table(results))
     print(f"wrote {path}")

@@ -98,12 +98,18 @@ def place_spot(points: np.ndarray, lidar2ego: np.ndarray, distance: float = 10.0
 
 def spoof(points: np.ndarray, n_points: int, rng: np.random.Generator, lidar2ego: np.ndarray,
           distance: float = 10.0, template: tuple[np.ndarray, np.ndarray] | None = None,
-          ) -> tuple[np.ndarray, np.ndarray]:
+          every_sweep: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Inject ``n_points`` points of the car template, its visible face towards the sensor, with the fake
     car centred ``distance`` m ahead of the ego vehicle in free space (see :func:`place_spot`).
 
     Returns (points with the trace appended, (P + n, 5) float32 with dt = 0; spot (3,) the fake car's
     centre in the LiDAR frame). The trace is a random subset of the template's points.
+
+    ``every_sweep``: the paper's digital attack (after Sun et al., on single-scan KITTI) spoofs the keyframe
+    scan only, so a multi-sweep detector sees the fake car in one of its sweeps. With ``True`` a spoofer
+    that keeps firing is modelled: a trace of ``n_points`` (its own random subset) is added for every sweep
+    time (each distinct ``dt`` in ``points``) at the same place in the keyframe frame, i.e. a static fake
+    car (sweeps are motion-compensated into that frame). Rows: P + n_points * sweeps.
     """
     if not isinstance(points, np.ndarray) or points.ndim != 2 or points.shape[1] != 5:
         raise ValueError(f"points must be a (P, 5) array, got {getattr(points, 'shape', type(points))}")
@@ -111,14 +117,20 @@ def spoof(points: np.ndarray, n_points: int, rng: np.random.Generator, lidar2ego
     if not 0 < n_points <= len(tpl):
         raise ValueError(f"n_points must be in 1..{len(tpl)} (template size), got {n_points}")
     place = place_spot(points, lidar2ego, distance, lwh=lwh)
-    trace = tpl[np.sort(rng.choice(len(tpl), size=n_points, replace=False))]
     c, s = np.cos(place["yaw"]), np.sin(place["yaw"])
-    injected = np.zeros((n_points, 5), dtype=np.float32)
-    injected[:, 0] = place["spot"][0] + c * trace[:, 0] - s * trace[:, 1]
-    injected[:, 1] = place["spot"][1] + s * trace[:, 0] + c * trace[:, 1]
-    injected[:, 2] = place["ground_z"] + trace[:, 2]
-    injected[:, 3] = np.clip(trace[:, 3], 0.0, 255.0 if points[:, 3].max(initial=0.0) > 1.5 else 1.0)
-    return np.concatenate([points.astype(np.float32), injected]), place["spot"]
+    imax = 255.0 if points[:, 3].max(initial=0.0) > 1.5 else 1.0
+    dts = np.unique(points[:, 4]) if every_sweep and len(points) else np.zeros(1, np.float32)
+    traces = []
+    for dt in dts:
+        trace = tpl[np.sort(rng.choice(len(tpl), size=n_points, replace=False))]
+        injected = np.zeros((n_points, 5), dtype=np.float32)
+        injected[:, 0] = place["spot"][0] + c * trace[:, 0] - s * trace[:, 1]
+        injected[:, 1] = place["spot"][1] + s * trace[:, 0] + c * trace[:, 1]
+        injected[:, 2] = place["ground_z"] + trace[:, 2]
+        injected[:, 3] = np.clip(trace[:, 3], 0.0, imax)
+        injected[:, 4] = dt
+        traces.append(injected)
+    return np.concatenate([points.astype(np.float32), *traces]), place["spot"]
 
 
 def spot_score(detections: Mapping[str, Any], spot: np.ndarray, class_id_car: int = 0,
