@@ -480,7 +480,8 @@ def test_paper_protocol_parts_fractions_and_results(tmp_path, monkeypatch, capsy
         return argparse.Namespace(protocol="paper", suite=suite_name, config=None, ckpt="k.pt", label="",
                                   split="val", seed=0, corruptions=None, severities=None, lidar_beams=32,
                                   lidar_elevation=(-30.67, 10.67), baseline=baseline, score_thr=0.3,
-                                  max_frames=None, device="cpu", spoof_every_sweep=False)
+                                  max_frames=None, device="cpu", spoof_every_sweep=False,
+                                  spoof_template=None)
 
     assert cli.run_protocol_cli(args("corruptions", tmp_path / "rand"), None, cfg, tmp_path / "rand") == 0
     assert "note" not in capsys.readouterr().out  # a 10 % model is what the paper corrupts

@@ -148,3 +148,24 @@ def test_spoof_every_sweep_adds_one_trace_per_sweep_time():
     # every trace lies on the same fake car
     for k in range(3):
         np.testing.assert_allclose(added[60 * k:60 * (k + 1), :2].mean(0), added[:60, :2].mean(0), atol=0.6)
+
+
+def test_read_template_round_trip_and_one_line_errors(tmp_path):
+    from calico.errors import DataError
+
+    tpl, lwh = S.synthetic_car_template()
+    good = tmp_path / "car.npz"
+    np.savez_compressed(good, points=tpl, lwh=lwh)
+    pts, size = S.read_template(good, min_points=len(tpl))
+    np.testing.assert_array_equal(pts, tpl)
+    np.testing.assert_array_equal(size, lwh)
+    out, _ = S.spoof(ground_cloud(), 60, np.random.default_rng(0), np.eye(4), template=(pts, size))
+    assert len(out) == 4060
+    with pytest.raises(DataError, match="fewer than the largest trace"):
+        S.read_template(good, min_points=len(tpl) + 1)
+    bad = tmp_path / "bad.npz"
+    np.savez_compressed(bad, points=tpl[:, :3], lwh=lwh)
+    with pytest.raises(DataError, match=r"bad.npz: 'points' must be finite \(N, 4\)"):
+        S.read_template(bad)
+    with pytest.raises(DataError, match="missing.npz: not a spoofing template"):
+        S.read_template(tmp_path / "missing.npz")

@@ -66,8 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spoof-every-sweep", action="store_true",
                         help="spoofing: put the trace in every sweep of the input (a static fake car, a spoofer "
                              "that keeps firing), not only in the keyframe scan as the paper's digital attack does")
+    parser.add_argument("--spoof-template", metavar="NPZ",
+                        help="spoofing: the car trace source (`python -m calico.robustness.make_spoof_template "
+                             "--dataroot D --version V --out NPZ`: a car of the evaluated data's own LiDAR); "
+                             "default: the shipped real nuScenes car")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--plot", nargs="+", metavar="RESULTS", help="plot these robustness.json files instead")
+
+
+def _spoof_template(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """``--spoof-template`` read and checked (DataError naming the file), None for the shipped one."""
+    from calico.robustness.spoofing import read_template
+
+    path = args.spoof_template
+    return read_template(path, min_points=max(TRACE_SIZES)) if path else None
 
 
 def _cuda() -> bool:
@@ -166,7 +178,9 @@ def _finish_protocol(args: argparse.Namespace, model: Any, cfg: Any, out: Path, 
         dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
         results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
                                                  max_frames=args.max_frames, device=args.device,
-                                                 every_sweep=args.spoof_every_sweep)
+                                                 every_sweep=args.spoof_every_sweep,
+                                                 template=_spoof_template(args))
+        results["spoofing_template"] = args.spoof_template or "shipped (calico/robustness/car_front_template.npz)"
         tables.append(suite.spoofing_table(results["spoofing"]))
     if args.protocol == "paper":
         results["paper_fractions"] = {p: protocols.PAPER_FRACTIONS[p] for p in parts}
@@ -203,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if made else 1
     if not args.ckpt or not args.dataroot:
         raise CalicoError("--ckpt and --dataroot are required (or --plot RESULTS...)")
+    _spoof_template(args)  # a bad --spoof-template fails now, not after the corruption runs
     from calico.eval.cli import load_finetuned
 
     cfg, model = load_finetuned(args.ckpt, args.dataroot, args.config, data_overrides(args) + args.set, args.version,
@@ -241,7 +256,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
         results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
                                                  max_frames=args.max_frames, device=args.device,
-                                                 every_sweep=args.spoof_every_sweep)
+                                                 every_sweep=args.spoof_every_sweep,
+                                                 template=_spoof_template(args))
+        results["spoofing_template"] = args.spoof_template or "shipped (calico/robustness/car_front_template.npz)"
     path = suite.save_results(results, out)
     print(suite.results_table(results))
     print(f"wrote {path}")

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from calico.errors import DataError
 from calico.robustness.make_spoof_template import TEMPLATE_PATH
 from calico.robustness.metrics import attack_success_rate
 
@@ -31,9 +33,25 @@ def load_template() -> tuple[np.ndarray, np.ndarray]:
     falling back to :func:`synthetic_car_template` when the .npz is absent (it is built by
     ``python -m calico.robustness.make_spoof_template``)."""
     if TEMPLATE_PATH.is_file():
-        data = np.load(TEMPLATE_PATH)
-        return data["points"].astype(np.float32), data["lwh"].astype(np.float32)
+        return read_template(TEMPLATE_PATH)
     return synthetic_car_template()
+
+
+def read_template(path: str | Path, min_points: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A template written by ``make_spoof_template`` (e.g. a car of the evaluated dataset's own LiDAR, so the
+    trace is in the detector's domain, as Sun et al.'s traces were); DataError naming the file when it is
+    unreadable, malformed or holds fewer than ``min_points`` points."""
+    try:
+        with np.load(path) as data:
+            points, lwh = data["points"].astype(np.float32), data["lwh"].astype(np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not a spoofing template (.npz with 'points' and 'lwh'): {exc}") from exc
+    if points.ndim != 2 or points.shape[1] != 4 or lwh.shape != (3,) or not np.isfinite(points).all():
+        raise DataError(f"{path}: 'points' must be finite (N, 4) and 'lwh' (3,), got {points.shape} and {lwh.shape}")
+    if len(points) < min_points:
+        raise DataError(f"{path}: the template holds {len(points)} points, fewer than the largest trace "
+                        f"({min_points}); build it from a car with more points")
+    return points, lwh
 
 
 def synthetic_car_template(lwh: tuple[float, float, float] = (4.6, 1.8, 1.6), distance: float = 10.0

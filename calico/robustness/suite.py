@@ -62,11 +62,13 @@ def corruption(name: str, severity: int, seed: int = 0) -> Perturbation:
                         {"corruption": name, "severity": severity}, seed)
 
 
-def spoofing(n_points: int, distance: float = 10.0, seed: int = 0, every_sweep: bool = False) -> Perturbation:
-    """Inject the car trace (in every sweep with ``every_sweep``: ``spoofing.spoof``); the sample gains
-    ``spoof_spot`` (3,), the fake car's centre (LiDAR frame)."""
+def spoofing(n_points: int, distance: float = 10.0, seed: int = 0, every_sweep: bool = False,
+             template: tuple[np.ndarray, np.ndarray] | None = None) -> Perturbation:
+    """Inject the car trace (in every sweep with ``every_sweep``; ``template``: default the shipped real car,
+    see ``spoofing.spoof``); the sample gains ``spoof_spot`` (3,), the fake car's centre (LiDAR frame)."""
     def fn(s: Sample, rng: np.random.Generator) -> Sample:
-        pts, spot = spoof(np.asarray(s["points"]), n_points, rng, s["lidar2ego"], distance, every_sweep=every_sweep)
+        pts, spot = spoof(np.asarray(s["points"]), n_points, rng, s["lidar2ego"], distance, template=template,
+                          every_sweep=every_sweep)
         out = sensors.with_points(s, pts)
         out["spoof_spot"] = spot
         return out
@@ -143,7 +145,8 @@ def detect(model: torch.nn.Module, samples: list[Sample], device: torch.device |
 
 def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_sizes: Sequence[int] = TRACE_SIZES,
                  class_id_car: int = 0, score_thr: float = 0.3, radius: float = 2.0, max_frames: int | None = None,
-                 device: torch.device | str = "cpu", every_sweep: bool = False) -> dict[str, Any]:
+                 device: torch.device | str = "cpu", every_sweep: bool = False,
+                 template: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """ASR per trace size. A frame is attacked only when its spot is free space and the clean model does
     not already report a car there (otherwise success would not be the attack's doing).
 
@@ -155,7 +158,7 @@ def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_size
     out: dict[str, Any] = {}
     clean_dets: dict[int, dict] = {}  # the spot does not depend on the trace size: one clean pass per frame
     for size in trace_sizes:
-        pert = spoofing(size, seed=seed, every_sweep=every_sweep)
+        pert = spoofing(size, seed=seed, every_sweep=every_sweep, template=template)
         successes, skipped = [], {"car_already_there": 0}
         scores_clean, scores_attacked = [], []
         for i in tqdm(range(n), desc=f"spoof {size} pts", leave=False):
