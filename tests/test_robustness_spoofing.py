@@ -145,6 +145,10 @@ def test_spoof_every_sweep_adds_one_trace_per_sweep_time():
     # the keyframe's trace is the single-scan attack's (same draws first); the others are fresh subsets
     np.testing.assert_array_equal(added[:60], one[len(pts):])
     assert not np.array_equal(added[60:120, :3], added[:60, :3])
+    many = pts.copy()
+    many[:, 4] = np.arange(len(many)) * 1e-4  # per-point times are not sweeps
+    with pytest.raises(ValueError, match="distinct dt values"):
+        S.spoof(many, 60, np.random.default_rng(5), t, every_sweep=True)
     # every trace lies on the same fake car
     for k in range(3):
         np.testing.assert_allclose(added[60 * k:60 * (k + 1), :2].mean(0), added[:60, :2].mean(0), atol=0.6)

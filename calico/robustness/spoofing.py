@@ -24,6 +24,7 @@ from calico.robustness.make_spoof_template import TEMPLATE_PATH
 from calico.robustness.metrics import attack_success_rate
 
 TRACE_SIZES = (60, 100, 200)
+MAX_SWEEPS = 20  # every_sweep: nuScenes' loaders stack at most 10 sweeps; more distinct dt values is not sweeps
 GROUND_CLEARANCE = 0.3  # m above the local ground: lower points are road surface, not obstacles
 
 
@@ -120,8 +121,8 @@ def spoof(points: np.ndarray, n_points: int, rng: np.random.Generator, lidar2ego
     """Inject ``n_points`` points of the car template, its visible face towards the sensor, with the fake
     car centred ``distance`` m ahead of the ego vehicle in free space (see :func:`place_spot`).
 
-    Returns (points with the trace appended, (P + n, 5) float32 with dt = 0; spot (3,) the fake car's
-    centre in the LiDAR frame). The trace is a random subset of the template's points.
+    Returns (points with the trace appended, (P + n, 5) float32 with dt = 0, the keyframe scan's; spot (3,)
+    the fake car's centre in the LiDAR frame). The trace is a random subset of the template's points.
 
     ``every_sweep``: the paper's digital attack (after Sun et al., on single-scan KITTI) spoofs the keyframe
     scan only, so a multi-sweep detector sees the fake car in one of its sweeps. With ``True`` a spoofer
@@ -138,6 +139,8 @@ def spoof(points: np.ndarray, n_points: int, rng: np.random.Generator, lidar2ego
     c, s = np.cos(place["yaw"]), np.sin(place["yaw"])
     imax = 255.0 if points[:, 3].max(initial=0.0) > 1.5 else 1.0
     dts = np.unique(points[:, 4]) if every_sweep and len(points) else np.zeros(1, np.float32)
+    if len(dts) > MAX_SWEEPS:  # dt is one value per sweep in the loader; per-point times would mean one trace a point
+        raise ValueError(f"every_sweep: the cloud has {len(dts)} distinct dt values, more than {MAX_SWEEPS} sweeps")
     traces = []
     for dt in dts:
         trace = tpl[np.sort(rng.choice(len(tpl), size=n_points, replace=False))]
