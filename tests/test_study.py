@@ -220,3 +220,30 @@ def test_tuning_table_names_the_fraction_the_tuning_ran_at(tmp_path):
     (s.tune_dir("prc", 1) / "finetune" / "config.json").unlink()
     table = study.tuning_table(grid, s.tuned(grid))
     assert "at 5% / 50% labels" in table and "(at 50%)" in table and "(at 5%)" in table
+
+
+def test_report_only_runs_nothing_and_lists_missing_cells(tmp_path, monkeypatch):
+    """--report-only: tables from the finished cells (here seed 0 of rand_l at 10 % and 50 %, seed 1 at 10 %),
+    no job and no probe run, the unfinished cells named."""
+    import calico.eval.probe as probe
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(study, "_call", lambda argv: calls.append(argv))
+    monkeypatch.setattr(probe, "run_probe", lambda *a, **k: calls.append(["probe"]) or {})
+    s = Study(tmp_path, "cpu", "D", "v", (0, 1), [])
+    for fraction, seed, m in ((0.1, 0, 0.2), (0.1, 1, 0.3), (0.5, 0, 0.6)):
+        d = s.cell_dir("rand_l", fraction, seed) / "eval"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"NDS": m, "mAP": m}))
+    parser = argparse.ArgumentParser()
+    study.add_arguments(parser)
+    args = parser.parse_args(["--grid", "efficiency", "--methods", "rand_l", "prc", "--fractions", "0.1", "0.5",
+                              "--seeds", "0", "1", "--dataroot", "D", "--out", str(tmp_path), "--report-only"])
+    assert study.run(args) == 0
+    assert calls == []
+    md = (tmp_path / "efficiency.md").read_text()
+    assert "Report only: 5 of 8 cells are not finished" in md
+    assert "rand_l/f050/s1" in md and "prc/f010/s0" in md and "rand_l/f010/s0," not in md
+    assert "| 10% | Rand. Init. | L | 25.0 ± 7.1 | 25.0 ± 7.1 |" in md  # mean ± std of the two finished seeds
+    assert "not probed" in md
+    assert (tmp_path / "efficiency_label_efficiency.png").exists()

@@ -270,6 +270,12 @@ class Study:
                         results.setdefault(name, {}).setdefault(fraction, []).append(metrics)
         return results
 
+    def missing(self, grid: Grid) -> list[str]:
+        """The grid's cells without an evaluation, as ``method/fXXX/sN``."""
+        return [str(self.cell_dir(n, f, s).relative_to(self.out / "cells")) for f in grid.fractions
+                for n in grid.methods for s in self.seeds
+                if not (self.cell_dir(n, f, s) / "eval" / "metrics.json").exists()]
+
     def run(self, grid: Grid, parallel: int = 1, threads: int = 1) -> dict[str, dict[float, list[dict]]]:
         run_jobs(self.plan(grid), parallel, self.out / "logs", threads)
         return self.results(grid)
@@ -342,7 +348,7 @@ def _probe_key(ckpt: str, features: str) -> str:
     return ckpt if features == "lidar" else f"{ckpt}#camera"
 
 
-def probe_table(study: Study, grid: Grid) -> str:
+def probe_table(study: Study, grid: Grid, run_missing: bool = True) -> str:
     """``calico probe`` (linear probe on frozen features, balanced accuracy on val) for random init and each
     method's pre-training, cached in ``<out>/probe.json``; the pre-training seed's checkpoints. F^LiDAR for
     every chain; F^Camera too for chains with a stage that trains the camera (RAD, the distillations), whose
@@ -365,7 +371,7 @@ def probe_table(study: Study, grid: Grid) -> str:
     done = json.loads(cache.read_text()) if cache.exists() else {}
     for features, ckpts in rows.items():
         todo = [c for c in ckpts if _probe_key(c, features) not in done]
-        if not todo:
+        if not todo or not run_missing:
             continue
         cfg = get_config(study.config, [f"data.dataroot={study.dataroot}", f"data.version={study.version}",
                                          *([f"data.cache_dir={study.cache_dir}"] if study.cache_dir else []),
@@ -382,6 +388,9 @@ def probe_table(study: Study, grid: Grid) -> str:
                   "background / car / pedestrian / other, fitted on 12 train keyframes, balanced accuracy on val):",
                   "", "| pre-training | balanced accuracy | recall bg / car / ped / other |", "|---|---:|---|"]
         for ckpt, label in ckpts.items():
+            if _probe_key(ckpt, features) not in done:  # --report-only: not probed yet
+                lines.append(f"| {label} | – | not probed |")
+                continue
             r = done[_probe_key(ckpt, features)]
             rec = " / ".join("–" if v is None or v != v else f"{v:.2f}" for v in r["recall"].values())  # NaN: none in val
             lines.append(f"| {label} | {r['balanced_accuracy']:.3f} | {rec} |")
@@ -435,6 +444,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs in parallel as subprocesses (default 1: in this process)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per parallel job")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the tables and figure from the cells already finished in --out and run nothing "
+                             "(no tuning, cell or probe): for a grid whose fractions have different seeds; the "
+                             "report lists the cells it lacks")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -464,15 +477,23 @@ def run(args: argparse.Namespace) -> int:
                   lidar_pretrain_split=args.lidar_pretrain_split, cache_dir=args.cache_dir)
     md = f"## {grid.title}\n\nCommand: `calico {' '.join(sys.argv[1:])}` (folder {out})\n\n"
     if args.tune:
-        run_jobs(study.plan(grid, tune=True), args.jobs, out / "logs", args.threads)
+        if not args.report_only:
+            run_jobs(study.plan(grid, tune=True), args.jobs, out / "logs", args.threads)
         tuned = study.tuned(grid)
         study.method_over = {m: t["sets"] for m, t in tuned.items()}
         (out / "tuning.json").write_text(json.dumps(tuned, indent=1, default=float))
         md += tuning_table(grid, tuned) + "\n\n"
-    results = study.run(grid, parallel=args.jobs, threads=args.threads)
+    if args.report_only:
+        results = study.results(grid)
+        missing = study.missing(grid)
+        if missing:
+            md += (f"Report only: {len(missing)} of {len(grid.methods) * len(grid.fractions) * len(study.seeds)} "
+                   f"cells are not finished and are left out: {', '.join(missing)}\n\n")
+    else:
+        results = study.run(grid, parallel=args.jobs, threads=args.threads)
     md += table(grid, results, per_class=True)
     if any(METHODS[m].stages for m in grid.methods):
-        md += "\n\n" + probe_table(study, grid)
+        md += "\n\n" + probe_table(study, grid, run_missing=not args.report_only)
         md += ("\n\nPaired difference to the random init of the same modality, and to a shorter pre-training chain "
                "the method extends (same fine-tuning seed: data order, "
                "head initialisation, augmentation), mean [95 % t-interval over seeds], points of %; "
