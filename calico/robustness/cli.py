@@ -82,6 +82,18 @@ def _spoof_template(args: argparse.Namespace) -> tuple[Any, Any] | None:
     return read_template(path, min_points=max(TRACE_SIZES)) if path else None
 
 
+def _run_spoofing(args: argparse.Namespace, model: Any, cfg: Any, results: dict[str, Any]) -> None:
+    """The spoofing attack on ``args.split`` with the CLI's settings, into ``results`` (both entry paths)."""
+    from calico.data.dataset import NuScenesDataset
+    from calico.robustness import suite
+
+    dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
+    results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
+                                             max_frames=args.max_frames, device=args.device,
+                                             every_sweep=args.spoof_every_sweep, template=_spoof_template(args))
+    results["spoofing_template"] = args.spoof_template or "shipped (calico/robustness/car_front_template.npz)"
+
+
 def _cuda() -> bool:
     import torch
 
@@ -173,14 +185,7 @@ def _finish_protocol(args: argparse.Namespace, model: Any, cfg: Any, out: Path, 
 
     tables = [protocols.protocol_tables(results)] if "corruptions" in parts else []
     if "spoofing" in parts:
-        from calico.data.dataset import NuScenesDataset
-
-        dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
-        results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
-                                                 max_frames=args.max_frames, device=args.device,
-                                                 every_sweep=args.spoof_every_sweep,
-                                                 template=_spoof_template(args))
-        results["spoofing_template"] = args.spoof_template or "shipped (calico/robustness/car_front_template.npz)"
+        _run_spoofing(args, model, cfg, results)
         tables.append(suite.spoofing_table(results["spoofing"]))
     if args.protocol == "paper":
         results["paper_fractions"] = {p: protocols.PAPER_FRACTIONS[p] for p in parts}
@@ -251,14 +256,7 @@ def run(args: argparse.Namespace) -> int:
             except (ValueError, KeyError) as exc:
                 raise CalicoError(f"{args.baseline}: {exc}") from exc
     if "spoofing" in groups:
-        from calico.data.dataset import NuScenesDataset
-
-        dataset = NuScenesDataset(cfg, split=args.split, with_regions=False)
-        results["spoofing"] = suite.run_spoofing(model, dataset, args.seed, TRACE_SIZES, score_thr=args.score_thr,
-                                                 max_frames=args.max_frames, device=args.device,
-                                                 every_sweep=args.spoof_every_sweep,
-                                                 template=_spoof_template(args))
-        results["spoofing_template"] = args.spoof_template or "shipped (calico/robustness/car_front_template.npz)"
+        _run_spoofing(args, model, cfg, results)
     path = suite.save_results(results, out)
     print(suite.results_table(results))
     print(f"wrote {path}")

@@ -171,8 +171,13 @@ def attack_success(detections: Mapping[str, Any], spot: np.ndarray, class_id_car
                    score_thr: float = 0.3, radius: float = 2.0) -> bool:
     """True when a detection of class ``class_id_car`` with score >= ``score_thr`` has its BEV centre
     within ``radius`` m of ``spot`` (:func:`spot_score` >= ``score_thr``)."""
-    score = spot_score(detections, spot, class_id_car, radius)
-    return score > 0.0 and score >= score_thr  # 0 means no detection there, whatever the threshold
+    return succeeded(spot_score(detections, spot, class_id_car, radius), score_thr)
+
+
+def succeeded(score: float, score_thr: float = 0.3) -> bool:
+    """Whether a :func:`spot_score` counts as a reported car: at least ``score_thr`` and above 0 (0 means no
+    detection there, whatever the threshold)."""
+    return score > 0.0 and score >= score_thr
 
 
 def asr(successes: list[bool]) -> float:

@@ -26,7 +26,7 @@ from calico.data.batch import move_to
 from calico.robustness import sensors
 from calico.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from calico.robustness.metrics import attack_success_rate, mean_corruption_error, metric_drop
-from calico.robustness.spoofing import TRACE_SIZES, attack_success, spoof, spot_score
+from calico.robustness.spoofing import TRACE_SIZES, spoof, spot_score, succeeded
 
 Sample = dict[str, Any]
 SUITES = ("corruptions", "spoofing", "dropout", "calibration")
@@ -167,13 +167,14 @@ def run_spoofing(model: torch.nn.Module, dataset: Any, seed: int = 0, trace_size
             spot = attacked["spoof_spot"]
             if i not in clean_dets:
                 clean_dets[i] = detect(model, [clean], device)[0]
-            if attack_success(clean_dets[i], spot, class_id_car, score_thr, radius):
+            clean_score = spot_score(clean_dets[i], spot, class_id_car, radius)
+            if succeeded(clean_score, score_thr):
                 skipped["car_already_there"] += 1
                 continue
-            dets = detect(model, [attacked], device)[0]
-            successes.append(attack_success(dets, spot, class_id_car, score_thr, radius))
-            scores_clean.append(spot_score(clean_dets[i], spot, class_id_car, radius))
-            scores_attacked.append(spot_score(dets, spot, class_id_car, radius))
+            score = spot_score(detect(model, [attacked], device)[0], spot, class_id_car, radius)
+            successes.append(succeeded(score, score_thr))
+            scores_clean.append(clean_score)
+            scores_attacked.append(score)
         out[str(size)] = {"asr": attack_success_rate(successes) if successes else float("nan"),
                           "frames": len(successes), "skipped": skipped, "score_thr": score_thr,
                           "every_sweep": every_sweep,
